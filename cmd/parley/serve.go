@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/server"
+	"github.com/parley-meet/parley/store"
+)
+
+func cmdServe(ctx context.Context, args []string, e env) int {
+	cfg, err := config.Load("serve", args, e.getenv, e.stderr)
+	if err != nil {
+		return configExit(err, e)
+	}
+	log := newLogger(cfg, e.stderr)
+
+	var tlsSetup *server.TLSSetup
+	if cfg.InsecureHTTP {
+		log.Warn(strings.Repeat("!", 72))
+		log.Warn("--insecure-http: serving PLAIN HTTP. Passwords, session cookies and TOTP codes " +
+			"cross the network in the clear unless a TLS-terminating proxy sits in front of Parley " +
+			"on the same host or a trusted network. Never expose this port directly.")
+		if len(cfg.TrustedProxies) == 0 {
+			log.Warn("--insecure-http without --trusted-proxies: X-Forwarded-For is ignored, so every " +
+				"client will appear to come from the proxy's address (rate limits and the audit log see one client)")
+		}
+		log.Warn(strings.Repeat("!", 72))
+	} else {
+		tlsSetup, err = server.NewTLS(server.TLSOptions{
+			DataDir:          cfg.DataDir,
+			PublicHost:       cfg.PublicURL.Hostname(),
+			CertFile:         cfg.TLSCert,
+			KeyFile:          cfg.TLSKey,
+			ACMEDomains:      cfg.ACMEDomains,
+			ACMEEmail:        cfg.ACMEEmail,
+			ACMEDirectoryURL: cfg.ACMEDirectoryURL,
+			Logger:           log,
+		})
+		if errors.Is(err, server.ErrCertificate) {
+			fmt.Fprintf(e.stderr, "parley: invalid value for option --tls-cert/--tls-key: %v\n", err)
+			return 2
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "parley: TLS setup: %v\n", err)
+			return 1
+		}
+	}
+
+	st, code := openStore(ctx, cfg, log, e, false)
+	if st == nil {
+		return code
+	}
+	defer st.Close()
+	auditLog := audit.New(st, nil)
+
+	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, TLS: tlsConfigOf(tlsSetup)})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: listen on %s: %v\n", cfg.Listen, err)
+		return 1
+	}
+
+	details := map[string]any{"version": version(), "store": string(st.Engine()), "listen": ln.Addr().String()}
+	if tlsSetup != nil {
+		details["tls"] = string(tlsSetup.Mode)
+		switch tlsSetup.Mode {
+		case server.TLSSelfSigned:
+			if tlsSetup.Created {
+				log.Info("created a self-signed TLS certificate", "file", tlsSetup.CertFile)
+			}
+			log.Warn("serving a SELF-SIGNED certificate: browsers will warn until you configure --tls-cert/--tls-key or --acme-domains; compare the fingerprint before you trust it",
+				"sha256", tlsSetup.Fingerprint)
+			details["tls_sha256"] = tlsSetup.Fingerprint
+		case server.TLSFiles:
+			log.Info("serving certificate from files", "file", tlsSetup.CertFile, "sha256", tlsSetup.Fingerprint)
+			details["tls_sha256"] = tlsSetup.Fingerprint
+		case server.TLSACME:
+			log.Info("certificates from ACME", "domains", strings.Join(cfg.ACMEDomains, ","), "directory", cfg.ACMEDirectoryURL)
+		}
+	} else {
+		details["tls"] = string(server.TLSOff)
+	}
+	if _, err := auditLog.Record(ctx, audit.Event{Actor: "system", Action: "server.start", Outcome: audit.Success, Details: details}); err != nil {
+		ln.Close()
+		fmt.Fprintf(e.stderr, "parley: audit log: %v\n", err)
+		return 1
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("Parley is listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String(), "store", st.Engine())
+
+	exit := 0
+	select {
+	case err := <-served:
+		log.Error("server stopped", "err", err)
+		exit = 1
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("shutdown did not finish in time", "err", err)
+		}
+		cancel()
+		<-served
+	}
+	if _, err := auditLog.Record(context.Background(), audit.Event{Actor: "system", Action: "server.stop", Outcome: audit.Success}); err != nil {
+		log.Warn("could not record server.stop in the audit log", "err", err)
+	}
+	log.Info("stopped")
+	return exit
+}
+
+func tlsConfigOf(t *server.TLSSetup) *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.Config
+}
+
+// openStore opens the configured store, or reports why not and returns the
+// exit status. A database that cannot be reached or parsed at start-up is a
+// configuration error (2); mustExist refuses to create a new SQLite file.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, e env, mustExist bool) (*store.Store, int) {
+	st, err := store.Open(ctx, store.Options{DataDir: cfg.DataDir, DatabaseURL: cfg.DatabaseURL, Logger: log, MustExist: mustExist})
+	if err == nil {
+		return st, 0
+	}
+	option := "--data-dir"
+	if cfg.UsesPostgres() {
+		option = "--database-url"
+	}
+	switch {
+	case errors.Is(err, store.ErrBadURL), errors.Is(err, store.ErrUnreachable), errors.Is(err, store.ErrNoDatabase):
+		fmt.Fprintf(e.stderr, "parley: invalid value for option %s: %v\n", option, err)
+		return nil, 2
+	default:
+		fmt.Fprintf(e.stderr, "parley: store: %v\n", err)
+		return nil, 1
+	}
+}
+
+// newLogger builds the process logger: text on a terminal, JSON otherwise,
+// unless --log-format says which.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	format := cfg.LogFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

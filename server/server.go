@@ -1,0 +1,148 @@
+// Package server owns Parley's HTTPS front door: the Fiber application, TLS
+// (self-signed, certificate files with reload, or ACME), timeouts and size
+// limits, security headers on every response, the client address behind
+// trusted proxies, JSON errors that never carry internals, panic recovery,
+// and the routes. Feature packages plug their handlers in here; this package
+// decides no permission itself (rbac/ does).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+
+	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/store"
+)
+
+// Deps are what the server is built from.
+type Deps struct {
+	Config *config.Config
+	Logger *slog.Logger
+	Store  *store.Store
+	Audit  *audit.Log
+	// TLS is the serving configuration; nil with --insecure-http.
+	TLS *tls.Config
+}
+
+// Server is the HTTP(S) server of one Parley process.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   *store.Store
+	audit   *audit.Log
+	tls     *tls.Config
+	app     *fiber.App
+	proxies []netip.Prefix
+	headers securityHeaders
+}
+
+// New builds the server and its routes. It starts nothing.
+func New(d Deps) (*Server, error) {
+	if d.Config == nil || d.Logger == nil || d.Store == nil || d.Audit == nil {
+		return nil, errors.New("server: missing dependency")
+	}
+	if d.TLS == nil && !d.Config.InsecureHTTP {
+		return nil, errors.New("server: TLS configuration required unless --insecure-http")
+	}
+	s := &Server{
+		cfg:     d.Config,
+		log:     d.Logger,
+		store:   d.Store,
+		audit:   d.Audit,
+		tls:     d.TLS,
+		proxies: d.Config.TrustedProxies,
+		headers: newSecurityHeaders(d.Config),
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "parley",
+		DisableStartupMessage: true,
+		ServerHeader:          "",
+		ReadTimeout:           d.Config.ReadTimeout,
+		WriteTimeout:          d.Config.WriteTimeout,
+		IdleTimeout:           d.Config.IdleTimeout,
+		// fasthttp reads the whole header block into this buffer; a larger
+		// header block is refused with 431.
+		ReadBufferSize: d.Config.MaxHeaderBytes,
+		BodyLimit:      d.Config.MaxBodyBytes,
+		ErrorHandler:   s.handleError,
+		// Paths are matched as sent: %2f stays %2f, so encoded slashes and
+		// dots can never select another route.
+		UnescapePath:  false,
+		StrictRouting: false,
+		CaseSensitive: true,
+	})
+	// fasthttp's own error log quotes raw request bytes (cookies included):
+	// keep it out of the logs.
+	s.app.Server().Logger = quietLogger{s.log}
+
+	s.app.Use(s.securityHeadersMiddleware)
+	s.app.Use(recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("panic while serving a request", "method", c.Method(), "path", c.Path(),
+				"panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+		},
+	}))
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.app.Get("/healthz", s.handleHealthz)
+	s.app.Get("/readyz", s.handleReadyz)
+}
+
+// Serve accepts connections on ln until Shutdown. With TLS configured the
+// listener is wrapped in TLS; plain HTTP on it fails the handshake.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections and waits for requests in flight,
+// at most until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.app.ShutdownWithContext(ctx)
+}
+
+func (s *Server) handleHealthz(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check: store unreachable", "err", err)
+		return &Error{Status: fiber.StatusServiceUnavailable, Code: "not_ready", Message: "the store is not reachable"}
+	}
+	return c.JSON(fiber.Map{"status": "ready", "store": string(s.store.Engine())})
+}
+
+// quietLogger receives fasthttp's connection-level errors, whose text may
+// quote request bytes, and logs only that one happened.
+type quietLogger struct{ log *slog.Logger }
+
+func (q quietLogger) Printf(format string, _ ...any) {
+	kind := "connection error"
+	if strings.Contains(format, "panic") {
+		kind = "panic in connection handler"
+	}
+	q.log.Debug("http: " + kind)
+}
