@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/internal/leakcheck"
 	"github.com/parley-meet/parley/store"
 	"github.com/parley-meet/parley/store/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 // fill records n events and returns the entries.
 func fill(t *testing.T, l *audit.Log, n int) []audit.Entry {

@@ -43,7 +43,7 @@ db_complete() {
 # go.mod nor a go.work around the cache directory is consulted or modified.
 # GOFLAGS is cleared for them: flags meant for the project (-mod=vendor, tags)
 # do not apply to installing pinned tools.
-tool_go() { (cd "$work/mod" && GOWORK=off GOFLAGS= "$@"); }
+tool_go() { (cd "$work/mod" && GOWORK=off GOFLAGS='' "$@"); }
 
 build_db() {
 	local vulndb_dir n

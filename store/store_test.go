@@ -9,13 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/parley-meet/parley/internal/leakcheck"
 	"github.com/parley-meet/parley/store"
 	"github.com/parley-meet/parley/store/storetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
 func TestOpenMigratesAndReopens(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
