@@ -8,6 +8,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,6 +51,16 @@ type Config struct {
 	LogFormat string // "auto", "text" or "json"
 	LogLevel  slog.Level
 
+	PasswordMinLength int
+	SessionIdle       time.Duration
+	SessionMaxAge     time.Duration
+	LoginBurst        int
+	LoginPerMinute    int
+	// SecretKey is PARLEY_SECRET_KEY (base64 of 32 bytes); empty means the
+	// key file in the data directory. Environment only: never a flag (it
+	// would show in the process list) nor a file key.
+	SecretKey string
+
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
 	IdleTimeout     time.Duration
@@ -73,6 +84,8 @@ type Option struct {
 	Name    string // flag name and YAML key, e.g. "public-url"
 	Default string
 	Usage   string
+	// EnvOnly options are read from the environment alone.
+	EnvOnly bool
 	bool    bool
 	set     func(c *Config, v string) error
 }
@@ -84,7 +97,8 @@ func (o Option) Env() string {
 
 // storeOptions are the options of commands that only open the store
 // (`parley audit verify`, `parley user ...`).
-var storeOptions = []string{"config", "data-dir", "database-url", "log-format", "log-level"}
+var storeOptions = []string{"config", "data-dir", "database-url", "log-format", "log-level",
+	"public-url", "secret-key", "password-min-length"}
 
 // options is the table of every option. "config" is handled specially: it
 // names the YAML file and cannot itself be set from YAML.
@@ -201,6 +215,30 @@ var options = []Option{
 			}
 			return nil
 		}},
+	{Name: "password-min-length", Default: "12", Usage: "shortest password accepted, in `characters` (8 to 64)",
+		set: intSetter(8, 64, func(c *Config) *int { return &c.PasswordMinLength })},
+	{Name: "session-idle-timeout", Default: "30m", Usage: "`duration` after which an unused session ends",
+		set: durationSetter(func(c *Config) *time.Duration { return &c.SessionIdle })},
+	{Name: "session-max-age", Default: "12h", Usage: "`duration` after which every session ends, used or not",
+		set: durationSetter(func(c *Config) *time.Duration { return &c.SessionMaxAge })},
+	{Name: "login-burst", Default: "20", Usage: "sign-in attempts one client address may make at once (`count`, 1 to 10000)",
+		set: intSetter(1, 10000, func(c *Config) *int { return &c.LoginBurst })},
+	{Name: "login-per-minute", Default: "10", Usage: "sign-in attempts per minute one client address regains (`count`, 1 to 10000)",
+		set: intSetter(1, 10000, func(c *Config) *int { return &c.LoginPerMinute })},
+	{Name: "secret-key", EnvOnly: true, Usage: "base64 of 32 random bytes sealing TOTP secrets and signing keys; default: the file secret.key in the data directory",
+		set: func(c *Config, v string) error {
+			if v == "" {
+				c.SecretKey = ""
+				return nil
+			}
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+				if b, err := enc.DecodeString(v); err == nil && len(b) == 32 {
+					c.SecretKey = v
+					return nil
+				}
+			}
+			return errors.New("want base64 of exactly 32 bytes (openssl rand -base64 32)")
+		}},
 	{Name: "log-format", Default: "auto", Usage: "log `format`: auto (text on a terminal, JSON otherwise), text or json",
 		set: func(c *Config, v string) error {
 			switch v {
@@ -254,9 +292,20 @@ func Load(cmd string, args []string, getenv func(string) string, out io.Writer) 
 }
 
 // LoadStore is Load for commands that only open the store (audit, user):
-// they accept --config, --data-dir, --database-url and the log options.
+// they accept --config, --data-dir, --database-url, the log options, and
+// what account commands need (--public-url for links, the secret key, the
+// password policy).
 func LoadStore(cmd string, args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	return load(cmd, args, getenv, out, false)
+}
+
+// LoadStoreWith is LoadStore for a command with flags and arguments of its
+// own: register adds the flags, and the positional arguments are returned.
+func LoadStoreWith(cmd string, args []string, getenv func(string) string, out io.Writer,
+	register func(*flag.FlagSet)) (*Config, []string, error) {
+	var rest []string
+	c, err := loadFlags(cmd, args, getenv, out, false, register, &rest)
+	return c, rest, err
 }
 
 type rawValue struct {
@@ -270,6 +319,11 @@ func (r *rawValue) Set(v string) error { r.set, r.value = true, v; return nil }
 func (r *rawValue) IsBoolFlag() bool   { return r.bool }
 
 func load(cmd string, args []string, getenv func(string) string, out io.Writer, all bool) (*Config, error) {
+	return loadFlags(cmd, args, getenv, out, all, nil, nil)
+}
+
+func loadFlags(cmd string, args []string, getenv func(string) string, out io.Writer, all bool,
+	register func(*flag.FlagSet), rest *[]string) (*Config, error) {
 	var active []Option
 	for _, o := range options {
 		if all || slices.Contains(storeOptions, o.Name) {
@@ -282,11 +336,17 @@ func load(cmd string, args []string, getenv func(string) string, out io.Writer, 
 	for _, o := range active {
 		r := &rawValue{bool: o.bool}
 		raw[o.Name] = r
+		if o.EnvOnly {
+			continue
+		}
 		usage := o.Usage + fmt.Sprintf(" [env %s]", o.Env())
 		if o.Default != "" && !o.bool {
 			usage += fmt.Sprintf(" (default %s)", o.Default)
 		}
 		fs.Var(r, o.Name, usage)
+	}
+	if register != nil {
+		register(fs)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: parley %s [options]\n\n", cmd)
@@ -294,14 +354,33 @@ func load(cmd string, args []string, getenv func(string) string, out io.Writer, 
 		fmt.Fprintf(out, "the YAML file named by --config. Precedence: flag, then environment, then file,\n")
 		fmt.Fprintf(out, "then the default.\n\nOptions:\n")
 		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, ErrHelp
+		for _, o := range active {
+			if o.EnvOnly {
+				fmt.Fprintf(out, "\nEnvironment only:\n  %s\n    \t%s\n", o.Env(), o.Usage)
+			}
 		}
-		return nil, &Error{Msg: err.Error()}
 	}
-	if fs.NArg() > 0 {
+	// Positional arguments may come before, between or after the flags
+	// ("parley user disable bob --data-dir d"); "--" ends the flags.
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, ErrHelp
+			}
+			return nil, &Error{Msg: err.Error()}
+		}
+		if rest == nil || fs.NArg() == 0 {
+			break
+		}
+		parsed := len(args) - fs.NArg()
+		if parsed > 0 && args[parsed-1] == "--" {
+			*rest = append(*rest, fs.Args()...)
+			break
+		}
+		*rest = append(*rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if rest == nil && fs.NArg() > 0 {
 		return nil, &Error{Msg: fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 
@@ -379,7 +458,7 @@ func readYAML(path string, active []Option) (map[string]string, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !known[k] || k == "config" {
+		if !known[k] || k == "config" || isEnvOnly(k) {
 			return nil, &Error{Msg: fmt.Sprintf("invalid value for option --config: %s: unknown option %q", path, k)}
 		}
 		switch v := doc[k].(type) {
@@ -398,6 +477,15 @@ func readYAML(path string, active []Option) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+func isEnvOnly(name string) bool {
+	for _, o := range options {
+		if o.Name == name {
+			return o.EnvOnly
+		}
+	}
+	return false
 }
 
 func unwrapPathErr(err error) error {

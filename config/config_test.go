@@ -132,8 +132,29 @@ func TestHelpListsEveryOption(t *testing.T) {
 		t.Fatalf("err = %v, want ErrHelp", err)
 	}
 	for _, o := range Options() {
-		if !strings.Contains(out.String(), "-"+o.Name) || !strings.Contains(out.String(), o.Env()) {
+		if !o.EnvOnly && !strings.Contains(out.String(), "-"+o.Name) || !strings.Contains(out.String(), o.Env()) {
 			t.Errorf("help does not list --%s / %s", o.Name, o.Env())
+		}
+	}
+}
+
+func TestSecretKeyIsEnvironmentOnly(t *testing.T) {
+	key := "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c=" // 32 bytes
+	c, err := Load("serve", nil, envOf(map[string]string{"PARLEY_SECRET_KEY": key}), &bytes.Buffer{})
+	if err != nil || c.SecretKey != key {
+		t.Fatalf("PARLEY_SECRET_KEY: %v %v", c, err)
+	}
+	if _, err := Load("serve", []string{"--secret-key", key}, envOf(nil), &bytes.Buffer{}); err == nil {
+		t.Error("--secret-key accepted as a flag: it would show in the process list")
+	}
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(f, []byte("secret-key: "+key+"\n"), 0o600)
+	if _, err := Load("serve", []string{"--config", f}, envOf(nil), &bytes.Buffer{}); err == nil {
+		t.Error("secret-key accepted from the YAML file")
+	}
+	for _, bad := range []string{"short", "bm90IDMyIGJ5dGVz"} {
+		if _, err := Load("serve", nil, envOf(map[string]string{"PARLEY_SECRET_KEY": bad}), &bytes.Buffer{}); err == nil || strings.Contains(err.Error(), bad) {
+			t.Errorf("PARLEY_SECRET_KEY=%q: err = %v (must fail without echoing the value)", bad, err)
 		}
 	}
 }

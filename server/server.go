@@ -22,6 +22,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/store"
 )
@@ -32,6 +33,7 @@ type Deps struct {
 	Logger *slog.Logger
 	Store  *store.Store
 	Audit  *audit.Log
+	Auth   *auth.Service
 	// TLS is the serving configuration; nil with --insecure-http.
 	TLS *tls.Config
 }
@@ -42,6 +44,7 @@ type Server struct {
 	log     *slog.Logger
 	store   *store.Store
 	audit   *audit.Log
+	auth    *auth.Service
 	tls     *tls.Config
 	app     *fiber.App
 	proxies []netip.Prefix
@@ -50,7 +53,7 @@ type Server struct {
 
 // New builds the server and its routes. It starts nothing.
 func New(d Deps) (*Server, error) {
-	if d.Config == nil || d.Logger == nil || d.Store == nil || d.Audit == nil {
+	if d.Config == nil || d.Logger == nil || d.Store == nil || d.Audit == nil || d.Auth == nil {
 		return nil, errors.New("server: missing dependency")
 	}
 	if d.TLS == nil && !d.Config.InsecureHTTP {
@@ -61,6 +64,7 @@ func New(d Deps) (*Server, error) {
 		log:     d.Logger,
 		store:   d.Store,
 		audit:   d.Audit,
+		auth:    d.Auth,
 		tls:     d.TLS,
 		proxies: d.Config.TrustedProxies,
 		headers: newSecurityHeaders(d.Config),
@@ -102,6 +106,8 @@ func New(d Deps) (*Server, error) {
 func (s *Server) routes() {
 	s.app.Get("/healthz", s.handleHealthz)
 	s.app.Get("/readyz", s.handleReadyz)
+	s.authRoutes()
+	s.frontendRoutes()
 }
 
 // Serve accepts connections on ln until Shutdown. With TLS configured the

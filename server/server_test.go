@@ -14,12 +14,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/internal/leakcheck"
 	"github.com/parley-meet/parley/store"
@@ -34,7 +36,28 @@ type testServer struct {
 	client *http.Client
 	logs   *bytes.Buffer
 	store  *store.Store
+	keys   *auth.Keyring
+	clock  *fakeClock
+	pool   *x509.CertPool
 	done   chan error
+}
+
+// fakeClock is the time the auth service sees; tests move it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 type serverOpt func(cfg *config.Config)
@@ -67,7 +90,21 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 		tlsCfg = setup.Config
 		pool.AddCert(setup.Config.Certificates[0].Leaf)
 	}
-	s, err := New(Deps{Config: cfg, Logger: log, Store: st, Audit: audit.New(st, nil), TLS: tlsCfg})
+	clock := &fakeClock{t: time.Date(2026, 11, 26, 9, 0, 10, 0, time.UTC)}
+	keys, _, err := auth.LoadKeyring(cfg.DataDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, _ := auth.NewPasswordPolicy(cfg.PasswordMinLength)
+	auditLog := audit.New(st, clock.Now)
+	svc, err := auth.NewService(auth.Deps{
+		Store: st, Audit: auditLog, Hasher: auth.NewHasher(4), Keys: keys, Policy: policy, Now: clock.Now, Logger: log,
+		Config: auth.Config{Issuer: cfg.PublicOrigin(), LoginBurst: cfg.LoginBurst, LoginPerMinute: float64(cfg.LoginPerMinute)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, Auth: svc, TLS: tlsCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +115,7 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: s, logs: logs, store: st, done: make(chan error, 1)}
+	ts := &testServer{Server: s, logs: logs, store: st, keys: keys, clock: clock, pool: pool, done: make(chan error, 1)}
 	go func() { ts.done <- s.Serve(ln) }()
 	scheme := "https"
 	if cfg.InsecureHTTP {

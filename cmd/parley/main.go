@@ -22,6 +22,7 @@ const usage = `Usage: parley <command> [options]
 
 Commands:
   serve          run the meeting server (HTTPS; see parley serve --help)
+  user           manage accounts (add, enroll-link, disable, enable, reset-mfa, unlock, list)
   audit verify   check the hash chain of the security audit log
   healthcheck    ask a local server whether it is ready (for container health checks)
   version        print the version
@@ -35,13 +36,14 @@ lists them.
 // commands in-process.
 type env struct {
 	getenv func(string) string
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr})
+	code := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }
@@ -57,6 +59,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdServe(ctx, args[1:], e)
 	case "audit":
 		return cmdAudit(ctx, args[1:], e)
+	case "user":
+		return cmdUser(ctx, args[1:], e)
 	case "healthcheck":
 		return cmdHealthcheck(ctx, args[1:], e)
 	case "version", "--version":

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -106,8 +105,12 @@ func TestHelpListsEveryOption(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, o := range config.Options() {
-		if !strings.Contains(out+stderr, "-"+o.Name) {
-			t.Errorf("--help does not list --%s", o.Name)
+		want := "-" + o.Name
+		if o.EnvOnly {
+			want = o.Env()
+		}
+		if !strings.Contains(out+stderr, want) {
+			t.Errorf("--help does not list %s", want)
 		}
 	}
 }
@@ -115,13 +118,20 @@ func TestHelpListsEveryOption(t *testing.T) {
 // serveInProcess starts `parley serve` in-process and returns its base URL
 // once it listens; stop ends it and returns its exit status.
 func serveInProcess(t *testing.T, args []string, environ map[string]string) (base string, logs *syncBuffer, stop func() int) {
+	base, logs, _, stop = serveWithStdout(t, args, environ)
+	return base, logs, stop
+}
+
+// serveWithStdout is serveInProcess that also returns what serve printed
+// on standard output (the first-run setup link).
+func serveWithStdout(t *testing.T, args []string, environ map[string]string) (base string, logs, stdout *syncBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs = &syncBuffer{}
+	logs, stdout = &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...),
-			env{getenv: func(k string) string { return environ[k] }, stdout: io.Discard, stderr: logs})
+			env{getenv: func(k string) string { return environ[k] }, stdout: stdout, stderr: logs})
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for base == "" {
@@ -148,7 +158,7 @@ func serveInProcess(t *testing.T, args []string, environ map[string]string) (bas
 		return code
 	}
 	t.Cleanup(func() { stop() })
-	return "https://" + base, logs, stop
+	return "https://" + base, logs, stdout, stop
 }
 
 func listeningAddr(logs string) string {
@@ -180,7 +190,7 @@ func TestServeThenVerifyAndTamper(t *testing.T) {
 		if o.DatabaseURL != "" {
 			storeArgs = append(storeArgs, "--database-url", o.DatabaseURL)
 		}
-		base, logs, stop := serveInProcess(t, storeArgs, nil)
+		base, logs, stdout, stop := serveWithStdout(t, storeArgs, nil)
 		resp, err := insecureClient().Get(base + "/healthz")
 		if err != nil {
 			t.Fatal(err)
@@ -192,17 +202,25 @@ func TestServeThenVerifyAndTamper(t *testing.T) {
 		if !regexp.MustCompile(`"sha256":"([0-9A-F]{2}:){31}[0-9A-F]{2}"`).MatchString(logs.String()) {
 			t.Errorf("the self-signed certificate's fingerprint was not logged: %s", logs.String())
 		}
+		// First start: the setup link goes to standard output, not the log.
+		link := regexp.MustCompile(`https://localhost:8443/setup#[A-Za-z0-9_-]{43}`).FindString(stdout.String())
+		if link == "" {
+			t.Errorf("no setup link on standard output: %q", stdout.String())
+		} else if strings.Contains(logs.String(), link[strings.Index(link, "#")+1:]) {
+			t.Error("the setup token reached the log")
+		}
 		if code := stop(); code != 0 {
 			t.Fatalf("serve exited %d after cancel: %s", code, logs.String())
 		}
 
+		// server.start, setup.link_issued, server.stop
 		code, out, stderr := runCmd(context.Background(), append([]string{"audit", "verify"}, storeArgs...), nil)
-		if code != 0 || !regexp.MustCompile(`intact: 2 entries, head [0-9a-f]{64}`).MatchString(out) {
+		if code != 0 || !regexp.MustCompile(`intact: 3 entries, head [0-9a-f]{64}`).MatchString(out) {
 			t.Fatalf("verify untouched chain: exit %d, %q %q", code, out, stderr)
 		}
 		// Environment variables select the store too.
 		envArgs := map[string]string{"PARLEY_DATA_DIR": dataDir, "PARLEY_DATABASE_URL": o.DatabaseURL}
-		if code, out, _ := runCmd(context.Background(), []string{"audit", "verify"}, envArgs); code != 0 || !strings.Contains(out, "2 entries") {
+		if code, out, _ := runCmd(context.Background(), []string{"audit", "verify"}, envArgs); code != 0 || !strings.Contains(out, "3 entries") {
 			t.Errorf("verify through the environment: %d %q", code, out)
 		}
 

@@ -9,9 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/server"
 	"github.com/parley-meet/parley/store"
@@ -62,8 +67,12 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	}
 	defer st.Close()
 	auditLog := audit.New(st, nil)
+	authSvc, code := newAuthService(cfg, st, auditLog, log, e)
+	if authSvc == nil {
+		return code
+	}
 
-	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, TLS: tlsConfigOf(tlsSetup)})
+	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, Auth: authSvc, TLS: tlsConfigOf(tlsSetup)})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
 		return 1
@@ -102,6 +111,26 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+
+	// Housekeeping of expired sessions, challenges and links; stopped and
+	// waited for before the store closes.
+	janitorCtx, stopJanitor := context.WithCancel(context.Background())
+	var janitor sync.WaitGroup
+	janitor.Add(1)
+	go authSvc.RunJanitor(janitorCtx, 10*time.Minute, &janitor)
+	defer func() { stopJanitor(); janitor.Wait() }()
+
+	if link, err := authSvc.SetupLink(ctx); err != nil {
+		log.Error("could not issue the first-run setup link", "err", err)
+	} else if link != "" {
+		// The link is a credential: it goes to standard output for the
+		// operator, never into the log.
+		fmt.Fprintf(e.stdout, "\n%s\n  Parley first-run setup: no administrator exists yet.\n"+
+			"  Open this link within 1 hour to create the first one (it works once;\n"+
+			"  restarting Parley makes a new link):\n\n    %s\n\n%s\n\n",
+			strings.Repeat("=", 72), link, strings.Repeat("=", 72))
+		log.Info("first-run setup link printed on standard output (valid 1 hour, single use)")
+	}
 	log.Info("Parley is listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String(), "store", st.Engine())
 
 	exit := 0
@@ -152,6 +181,39 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, e env,
 		fmt.Fprintf(e.stderr, "parley: store: %v\n", err)
 		return nil, 1
 	}
+}
+
+// newAuthService builds the account service from the configuration: the
+// secret key (PARLEY_SECRET_KEY or the data directory's key file), the
+// password policy and the bounded argon2id hasher.
+func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, log *slog.Logger, e env) (*auth.Service, int) {
+	keys, created, err := auth.LoadKeyring(cfg.DataDir, cfg.SecretKey)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return nil, 2
+	}
+	if created {
+		log.Info("created the secret key file; back it up with the database (without it TOTP secrets cannot be opened)",
+			"file", filepath.Join(cfg.DataDir, auth.SecretKeyFile))
+	}
+	policy, err := auth.NewPasswordPolicy(cfg.PasswordMinLength)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: invalid value for option --password-min-length: %v\n", err)
+		return nil, 2
+	}
+	svc, err := auth.NewService(auth.Deps{
+		Store: st, Audit: auditLog, Keys: keys, Policy: policy, Logger: log,
+		Hasher: auth.NewHasher(max(2, runtime.NumCPU())),
+		Config: auth.Config{
+			Issuer: cfg.PublicOrigin(), SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMaxAge,
+			LoginBurst: cfg.LoginBurst, LoginPerMinute: float64(cfg.LoginPerMinute),
+		},
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return nil, 1
+	}
+	return svc, 0
 }
 
 // newLogger builds the process logger: text on a terminal, JSON otherwise,

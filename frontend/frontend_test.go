@@ -1,0 +1,288 @@
+package frontend
+
+import (
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/parley-meet/parley/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
+
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := fs.ReadFile(FS(), name)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	return string(b)
+}
+
+// files returns every embedded file whose name ends in ext.
+func filesWithExt(t *testing.T, ext string) []string {
+	t.Helper()
+	var out []string
+	err := fs.WalkDir(FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ext) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no %s files embedded", ext)
+	}
+	return out
+}
+
+func TestPagesExist(t *testing.T) {
+	pages := Pages()
+	for _, route := range []string{"/", "/login", "/enroll", "/setup"} {
+		file, ok := pages[route]
+		if !ok {
+			t.Errorf("Pages() has no %q", route)
+			continue
+		}
+		if _, err := fs.Stat(FS(), file); err != nil {
+			t.Errorf("page for %q: %v", route, err)
+		}
+		if !strings.HasPrefix(file, "pages/") || !strings.HasSuffix(file, ".html") {
+			t.Errorf("page for %q is %q, want pages/*.html", route, file)
+		}
+	}
+	// Every HTML file is reachable through some route.
+	for _, file := range filesWithExt(t, ".html") {
+		found := false
+		for _, f := range pages {
+			found = found || f == file
+		}
+		if !found {
+			t.Errorf("%s is embedded but no route serves it", file)
+		}
+	}
+	// The map is the caller's to change.
+	pages["/x"] = "y"
+	if _, ok := Pages()["/x"]; ok {
+		t.Error("Pages() returns a shared map")
+	}
+}
+
+func TestStaticIsTheStaticSubtree(t *testing.T) {
+	for _, name := range []string{"css/parley.css", "img/parley.svg", "js/api.js"} {
+		if _, err := fs.Stat(Static(), name); err != nil {
+			t.Errorf("Static(): %v", err)
+		}
+	}
+	if _, err := fs.Stat(Static(), "pages"); err == nil {
+		t.Error("Static() exposes pages/")
+	}
+}
+
+var (
+	scriptTag    = regexp.MustCompile(`(?is)<script\b([^>]*)>(.*?)</script\s*>`)
+	scriptOpen   = regexp.MustCompile(`(?i)<script\b`)
+	srcAttr      = regexp.MustCompile(`(?i)\bsrc\s*=\s*"([^"]*)"`)
+	eventAttr    = regexp.MustCompile(`(?i)\son[a-z]+\s*=`)
+	styleAttr    = regexp.MustCompile(`(?i)\sstyle\s*=`)
+	styleTag     = regexp.MustCompile(`(?i)<style\b`)
+	jsURL        = regexp.MustCompile(`(?i)javascript:`)
+	refAttr      = regexp.MustCompile(`(?i)\b(?:src|href)\s*=\s*"([^"]*)"`)
+	idAttr       = regexp.MustCompile(`\bid="([^"]+)"`)
+	inputTag     = regexp.MustCompile(`(?is)<(input|select|textarea)\b[^>]*>`)
+	labelFor     = regexp.MustCompile(`(?i)<label\b[^>]*\bfor="([^"]+)"`)
+	importFrom   = regexp.MustCompile(`(?m)^\s*(?:import|export)\b[^;'"]*?\bfrom\s+'([^']+)'|^\s*import\s+'([^']+)'`)
+	dynamicImprt = regexp.MustCompile(`\bimport\s*\(`)
+)
+
+// TestPagesHaveNoInlineCode checks the rules the CSP would enforce in the
+// browser, so a violation fails here instead of silently in production.
+func TestPagesHaveNoInlineCode(t *testing.T) {
+	for _, page := range filesWithExt(t, ".html") {
+		html := readFile(t, page)
+		scripts := scriptTag.FindAllStringSubmatch(html, -1)
+		if n := len(scriptOpen.FindAllString(html, -1)); n != len(scripts) {
+			t.Errorf("%s: %d <script> tags but %d well-formed ones", page, n, len(scripts))
+		}
+		if len(scripts) == 0 {
+			t.Errorf("%s: loads no script", page)
+		}
+		for _, s := range scripts {
+			if !srcAttr.MatchString(s[1]) {
+				t.Errorf("%s: <script> without src", page)
+			}
+			if strings.TrimSpace(s[2]) != "" {
+				t.Errorf("%s: inline script content %q", page, s[2])
+			}
+			if !strings.Contains(s[1], `type="module"`) {
+				t.Errorf("%s: script is not type=module: %s", page, s[1])
+			}
+		}
+		if m := eventAttr.FindString(html); m != "" {
+			t.Errorf("%s: inline event handler %q", page, m)
+		}
+		if styleAttr.MatchString(html) {
+			t.Errorf("%s: style= attribute", page)
+		}
+		if styleTag.MatchString(html) {
+			t.Errorf("%s: inline <style> element", page)
+		}
+		if jsURL.MatchString(html) {
+			t.Errorf("%s: javascript: URL", page)
+		}
+	}
+}
+
+// TestPageReferencesResolve checks that every /static/ URL a page names
+// (script, stylesheet, icon, image) is embedded, and that each page has the
+// stylesheet and the icon.
+func TestPageReferencesResolve(t *testing.T) {
+	for _, page := range filesWithExt(t, ".html") {
+		html := readFile(t, page)
+		refs := refAttr.FindAllStringSubmatch(html, -1)
+		var static []string
+		for _, r := range refs {
+			u := r[1]
+			switch {
+			case strings.HasPrefix(u, "/static/"):
+				static = append(static, u)
+				if _, err := fs.Stat(Static(), strings.TrimPrefix(u, "/static/")); err != nil {
+					t.Errorf("%s: %s is not embedded", page, u)
+				}
+			case strings.HasPrefix(u, "//"), strings.Contains(u, "://"):
+				t.Errorf("%s: refers to another site: %s", page, u)
+			}
+		}
+		for _, want := range []string{"/static/css/parley.css", "/static/img/parley.svg"} {
+			if !slices.Contains(static, want) {
+				t.Errorf("%s: does not link %s", page, want)
+			}
+		}
+		if !strings.Contains(html, `<link rel="icon" href="/static/img/parley.svg" type="image/svg+xml">`) {
+			t.Errorf("%s: no SVG favicon link", page)
+		}
+		if !strings.Contains(html, `<html lang="en">`) || !strings.Contains(html, `name="viewport"`) {
+			t.Errorf("%s: missing lang or viewport", page)
+		}
+	}
+}
+
+// TestModuleImportsResolve follows every static import of every module.
+func TestModuleImportsResolve(t *testing.T) {
+	for _, mod := range filesWithExt(t, ".js") {
+		src := readFile(t, mod)
+		if dynamicImprt.MatchString(src) {
+			t.Errorf("%s: dynamic import()", mod)
+		}
+		for _, m := range importFrom.FindAllStringSubmatch(src, -1) {
+			spec := m[1] + m[2]
+			var target string
+			switch {
+			case strings.HasPrefix(spec, "/static/"):
+				target = path.Join("static", strings.TrimPrefix(spec, "/static/"))
+			case strings.HasPrefix(spec, "./"), strings.HasPrefix(spec, "../"):
+				target = path.Join(path.Dir(mod), spec)
+			default:
+				t.Errorf("%s: import %q is neither /static/ nor relative", mod, spec)
+				continue
+			}
+			if _, err := fs.Stat(FS(), target); err != nil {
+				t.Errorf("%s: import %q: %s is not embedded", mod, spec, target)
+			}
+		}
+	}
+}
+
+// TestModulesBuildNoMarkup keeps every module to DOM building with
+// textContent: nothing that parses strings as HTML or code.
+func TestModulesBuildNoMarkup(t *testing.T) {
+	banned := []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "javascript:", "setAttribute('style'", "setAttribute(\"style\""}
+	for _, mod := range filesWithExt(t, ".js") {
+		src := readFile(t, mod)
+		for _, b := range banned {
+			if strings.Contains(src, b) {
+				t.Errorf("%s: uses %s", mod, b)
+			}
+		}
+		if strings.Contains(src, "localStorage") {
+			t.Errorf("%s: uses localStorage (the CSRF token and challenges stay in memory or sessionStorage)", mod)
+		}
+	}
+}
+
+// TestAccessibleForms: every form control on a page has a <label for>, and
+// ids are unique.
+func TestAccessibleForms(t *testing.T) {
+	for _, page := range filesWithExt(t, ".html") {
+		html := readFile(t, page)
+		labels := map[string]bool{}
+		for _, m := range labelFor.FindAllStringSubmatch(html, -1) {
+			labels[m[1]] = true
+		}
+		for _, tag := range inputTag.FindAllString(html, -1) {
+			if strings.Contains(tag, `type="hidden"`) {
+				continue
+			}
+			id := idAttr.FindStringSubmatch(tag)
+			if id == nil {
+				t.Errorf("%s: control without id: %s", page, tag)
+				continue
+			}
+			if !labels[id[1]] {
+				t.Errorf("%s: #%s has no <label for>", page, id[1])
+			}
+		}
+		seen := map[string]bool{}
+		for _, m := range idAttr.FindAllStringSubmatch(html, -1) {
+			if seen[m[1]] {
+				t.Errorf("%s: duplicate id %q", page, m[1])
+			}
+			seen[m[1]] = true
+		}
+		if !strings.Contains(html, `role="alert"`) {
+			t.Errorf("%s: no role=alert element for errors", page)
+		}
+	}
+}
+
+// TestStableIDs: the ids the browser tests drive exist, either in the page
+// itself or, for steps drawn later, in the modules that draw them.
+func TestStableIDs(t *testing.T) {
+	modules := map[string]string{}
+	for _, mod := range filesWithExt(t, ".js") {
+		modules[mod] = readFile(t, mod)
+	}
+	want := map[string][]string{
+		"pages/login.html": {"login-form", "username", "password", "login-submit", "mfa-form", "code",
+			"mfa-submit", "use-recovery", "recovery-code", "login-error"},
+		"pages/enroll.html": {"activate-form", "new-password", "new-password2", "activate-submit", "enroll-error",
+			"qr", "totp-secret", "confirm-form", "confirm-code", "confirm-submit", "recovery-codes",
+			"download-codes", "copy-codes", "codes-saved", "enroll-done"},
+		"pages/setup.html": {"setup-form", "setup-username", "setup-display-name", "setup-password",
+			"setup-password2", "setup-submit", "setup-error", "qr", "totp-secret", "confirm-code"},
+		"pages/index.html": {"whoami", "recovery-left", "logout", "regen-form", "regen-password", "regen-code"},
+	}
+	for page, ids := range want {
+		html := readFile(t, page)
+		for _, id := range ids {
+			if strings.Contains(html, `id="`+id+`"`) {
+				continue
+			}
+			found := false
+			for _, src := range modules {
+				found = found || strings.Contains(src, `id: '`+id+`'`)
+			}
+			if !found {
+				t.Errorf("%s: no element with id %q in the page or its modules", page, id)
+			}
+		}
+	}
+}

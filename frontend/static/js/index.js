@@ -1,0 +1,182 @@
+// index.js: the signed-in home page (/). It shows who is signed in, the
+// state of their recovery codes, sign-out, and regenerating the codes.
+
+import { ApiError, apiGet, apiPost, setCsrfToken } from './api.js';
+import { codesPanel } from './codes.js';
+import {
+  byId, clearError, digitsOnly, el, focusOn, formById, inputById, setBusy, showError,
+} from './ui.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** A recovery code used this recently gets a visible warning. */
+const RECENT_USE_MS = 30 * DAY_MS;
+/** At or below this many codes left, suggest regenerating. */
+const FEW_CODES = 3;
+
+const pageError = byId('index-error');
+const loading = byId('loading');
+const account = byId('account');
+const whoami = byId('whoami');
+const roles = byId('roles');
+const recoveryLeft = byId('recovery-left');
+const recoveryLow = byId('recovery-low');
+const lastUsed = byId('recovery-last-used');
+const warning = byId('recovery-warning');
+const logout = /** @type {HTMLButtonElement} */ (byId('logout'));
+const regenForm = formById('regen-form');
+const regenPassword = inputById('regen-password');
+const regenCode = inputById('regen-code');
+const regenError = byId('regen-error');
+const regenResult = byId('regen-result');
+
+/** @type {string} */
+let username = '';
+
+/**
+ * @param {string} iso
+ * @returns {Date|null}
+ */
+function parseTime(iso) {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? null : new Date(t);
+}
+
+/** @param {Date} when */
+function formatTime(when) {
+  return when.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/**
+ * Draws the signed-in person from a /api/v1/me answer.
+ * @param {any} me
+ */
+function render(me) {
+  username = typeof me.username === 'string' ? me.username : '';
+  const display = typeof me.display_name === 'string' && me.display_name !== '' ? me.display_name : username;
+  whoami.textContent = `Signed in as ${display} (${username})`;
+
+  const list = Array.isArray(me.roles) ? me.roles.map(String) : [];
+  roles.replaceChildren();
+  if (list.length === 0) {
+    roles.append(el('span', { className: 'muted', text: 'none' }));
+  }
+  for (const role of list) {
+    roles.append(el('span', { className: 'badge', text: role }), ' ');
+  }
+
+  const mfa = me.mfa && typeof me.mfa === 'object' ? me.mfa : {};
+  const left = Number.isInteger(mfa.recovery_codes_left) ? mfa.recovery_codes_left : null;
+  recoveryLeft.textContent = left === null ? 'unknown' : String(left);
+  recoveryLow.hidden = left === null || left > FEW_CODES;
+  recoveryLow.textContent = left === 0
+    ? 'You have no recovery codes left. Regenerate them below so you can still sign in if you lose your phone.'
+    : 'You are running low on recovery codes. Regenerate them below.';
+
+  const used = typeof mfa.recovery_code_last_used_at === 'string' ? parseTime(mfa.recovery_code_last_used_at) : null;
+  lastUsed.replaceChildren();
+  if (used === null) {
+    lastUsed.textContent = 'No recovery code has been used yet.';
+    warning.hidden = true;
+  } else {
+    lastUsed.append('A recovery code was last used on ',
+      el('time', { text: formatTime(used), attrs: { datetime: used.toISOString() } }), '.');
+    const recent = Date.now() - used.getTime() < RECENT_USE_MS;
+    warning.hidden = !recent;
+    warning.textContent = recent
+      ? `A recovery code was used to sign in to this account on ${formatTime(used)}. ` +
+        'If that was not you, regenerate your recovery codes now and tell your administrator.'
+      : '';
+  }
+}
+
+/**
+ * Fetches /api/v1/me. Sends the person to /login when not signed in.
+ * @returns {Promise<boolean>} whether the page could be drawn
+ */
+async function loadMe() {
+  /** @type {any} */
+  let me;
+  try {
+    me = await apiGet('/api/v1/me');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      window.location.replace('/login');
+      return false;
+    }
+    loading.hidden = true;
+    showError(pageError, err);
+    return false;
+  }
+  setCsrfToken(me.csrf_token);
+  render(me);
+  loading.hidden = true;
+  account.hidden = false;
+  return true;
+}
+
+logout.addEventListener('click', async () => {
+  clearError(pageError);
+  logout.disabled = true;
+  try {
+    await apiPost('/api/v1/auth/logout', {});
+  } catch (err) {
+    // A session that is already gone counts as signed out.
+    if (!(err instanceof ApiError && err.status === 401)) {
+      logout.disabled = false;
+      showError(pageError, err);
+      return;
+    }
+  }
+  setCsrfToken('');
+  window.location.assign('/login');
+});
+
+let regenerating = false;
+regenForm.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (regenerating) return;
+  clearError(regenError);
+  const code = regenCode.value.trim();
+  if (regenPassword.value === '') {
+    showError(regenError, 'Enter your password.');
+    regenPassword.focus();
+    return;
+  }
+  if (!/^[0-9]{6}$/.test(code)) {
+    showError(regenError, 'Enter the 6 digits your authenticator app shows.');
+    regenCode.focus();
+    return;
+  }
+  regenerating = true;
+  setBusy(regenForm, true);
+  try {
+    /** @type {any} */
+    const res = await apiPost('/api/v1/me/recovery-codes', { password: regenPassword.value, code });
+    const codes = Array.isArray(res.recovery_codes) ? res.recovery_codes.map(String) : [];
+    regenForm.reset();
+    const heading = el('h3', { id: 'regen-title', text: 'Your new recovery codes' });
+    regenResult.replaceChildren(
+      heading,
+      el('p', { text: 'Your old recovery codes no longer work. Save these now: they are shown only once.' }),
+      codesPanel(codes, username));
+    regenResult.hidden = false;
+    focusOn(heading);
+    await loadMe(); // new count, and a fresh CSRF token
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401 && err.code !== 'invalid_code' && err.code !== 'invalid_password') {
+      // Possibly signed out meanwhile: find out, and go to /login if so.
+      if (!(await loadMe())) return;
+    } else if (err instanceof ApiError && err.status === 403) {
+      await loadMe(); // a stale CSRF token: fetch a fresh one for the next try
+    }
+    showError(regenError, err);
+    regenCode.value = '';
+    (err instanceof ApiError && err.code === 'invalid_code' ? regenCode : regenPassword).focus();
+  } finally {
+    regenerating = false;
+    setBusy(regenForm, false);
+  }
+});
+
+digitsOnly(regenCode);
+void loadMe();
