@@ -394,9 +394,12 @@ func TestHasherBoundsConcurrency(t *testing.T) {
 func TestHasherContextEnds(t *testing.T) {
 	h := NewHasher(1)
 	taken, release := make(chan struct{}), make(chan struct{})
-	var first sync.Once
+	var first atomic.Bool
 	h.onSlot = func() func() {
-		first.Do(func() { close(taken); <-release })
+		if first.CompareAndSwap(false, true) {
+			close(taken)
+			<-release
+		}
 		return func() {}
 	}
 	var wg sync.WaitGroup
