@@ -9,7 +9,7 @@ GO       ?= go
 BIN      := bin/parley
 DATA_DIR ?= ./parley-data
 
-.PHONY: run build test vet fmt-check unit vulncheck bench clean
+.PHONY: run build test vet fmt-check unit e2e vulncheck bench clean
 
 ## run: build and start Parley with SQLite in ./parley-data (self-signed TLS)
 run: build
@@ -19,8 +19,8 @@ run: build
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/parley
 
-## test: formatting, go vet, every test with the race detector, govulncheck
-test: fmt-check vet unit vulncheck
+## test: formatting, go vet, every test with the race detector, browser tests, govulncheck
+test: fmt-check vet unit e2e vulncheck
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -31,6 +31,16 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## e2e: real-browser tests (headless Chromium) in a private network namespace
+## that has only lo. Both binaries are built outside it (it has no network);
+## the tests run from e2e/, as under go test, with absolute paths. Needs root
+## (unshare -n), ip and Chromium.
+E2E_TEST := bin/e2e.test
+e2e: build
+	$(GO) test -c -race -o $(E2E_TEST) ./e2e
+	cd e2e && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
+		"$(CURDIR)/$(E2E_TEST)" "$(CURDIR)/$(BIN)"
 
 ## vulncheck: govulncheck offline against a locally built vulnerability database
 vulncheck:

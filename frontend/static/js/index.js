@@ -53,7 +53,7 @@ function formatTime(when) {
 function render(me) {
   username = typeof me.username === 'string' ? me.username : '';
   const display = typeof me.display_name === 'string' && me.display_name !== '' ? me.display_name : username;
-  whoami.textContent = `Signed in as ${display} (${username})`;
+  whoami.textContent = display === username ? `Signed in as ${username}` : `Signed in as ${display} (${username})`;
 
   const list = Array.isArray(me.roles) ? me.roles.map(String) : [];
   roles.replaceChildren();
