@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -16,12 +19,39 @@ const (
 	enrollLinkTTL = 72 * time.Hour
 )
 
+// adminExists reports whether an enabled account holds the global admin
+// role.
+func (s *Service) adminExists(ctx context.Context) (bool, error) {
+	return s.otherEnabledAdmins(ctx, "")
+}
+
+// otherEnabledAdmins reports whether an enabled account other than
+// exceptID holds the global admin role.
+func (s *Service) otherEnabledAdmins(ctx context.Context, exceptID string) (bool, error) {
+	for _, sub := range s.rbac.SubjectsWithGlobalRole(ctx, rbac.RoleAdmin) {
+		id, ok := strings.CutPrefix(sub, "user:")
+		if !ok || id == exceptID {
+			continue
+		}
+		u, err := s.store.UserByID(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if !u.Disabled {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // SetupLink returns a new one-time first-run link while no admin exists,
 // or "" once one does. Each call replaces the previous link. The token
 // travels in the URL fragment, so it never reaches a server log.
 func (s *Service) SetupLink(ctx context.Context) (string, error) {
-	n, err := s.store.CountUsersWithRole(ctx, RoleAdmin)
-	if err != nil || n > 0 {
+	if exists, err := s.adminExists(ctx); err != nil || exists {
 		return "", err
 	}
 	tok, err := s.newLink(ctx, linkSetup, "", setupLinkTTL)
@@ -63,30 +93,34 @@ func (s *Service) validateAccount(a NewAccount) (store.User, error) {
 	if err != nil {
 		return store.User{}, err
 	}
-	if a.Role != RoleAdmin && a.Role != RoleMember {
+	if !s.rbac.IsGlobalRole(a.Role) {
 		return store.User{}, ErrInvalidRole
 	}
 	now := s.nowUS()
-	return store.User{ID: randomID(), Username: name, DisplayName: display, Role: a.Role, CreatedUS: now, UpdatedUS: now}, nil
+	return store.User{ID: randomID(), Username: name, DisplayName: display, CreatedUS: now, UpdatedUS: now}, nil
 }
 
-func (s *Service) insertUser(ctx context.Context, u store.User) error {
+// insertUser stores a new account and binds its global role.
+func (s *Service) insertUser(ctx context.Context, u store.User, role string) error {
 	err := s.store.CreateUser(ctx, u)
 	if errors.Is(err, store.ErrConflict) {
 		return ErrUsernameTaken
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.rbac.SetGlobalRoles(ctx, rbac.UserSubject(u.ID), []string{role})
 }
 
 // CompleteSetup creates the first admin with the setup link's token and
 // returns the enrolment challenge that follows.
 func (s *Service) CompleteSetup(ctx context.Context, token string, a NewAccount, m Meta) (LoginResult, error) {
-	if n, err := s.store.CountUsersWithRole(ctx, RoleAdmin); err != nil {
+	if exists, err := s.adminExists(ctx); err != nil {
 		return LoginResult{}, err
-	} else if n > 0 {
+	} else if exists {
 		return LoginResult{}, ErrSetupComplete
 	}
-	a.Role = RoleAdmin
+	a.Role = rbac.RoleAdmin
 	u, err := s.validateAccount(a)
 	if err != nil {
 		return LoginResult{}, err
@@ -106,7 +140,7 @@ func (s *Service) CompleteSetup(ctx context.Context, token string, a NewAccount,
 	if u.PasswordHash, err = s.hasher.Hash(ctx, a.Password); err != nil {
 		return LoginResult{}, err
 	}
-	if err := s.insertUser(ctx, u); err != nil {
+	if err := s.insertUser(ctx, u, a.Role); err != nil {
 		return LoginResult{}, err
 	}
 	s.record(ctx, m, userActor(u.ID), "setup.admin_created", userActor(u.ID), audit.Success, map[string]any{"username": u.Username})
@@ -130,17 +164,17 @@ func (s *Service) CreateAccount(ctx context.Context, a NewAccount, actor string)
 			return User{}, "", err
 		}
 	}
-	if err := s.insertUser(ctx, u); err != nil {
+	if err := s.insertUser(ctx, u, a.Role); err != nil {
 		return User{}, "", err
 	}
-	s.record(ctx, Meta{}, actor, "user.create", userActor(u.ID), audit.Success, map[string]any{"username": u.Username, "role": u.Role})
+	s.record(ctx, Meta{}, actor, "user.create", userActor(u.ID), audit.Success, map[string]any{"username": u.Username, "role": a.Role})
 	link := ""
 	if a.Password == "" {
 		if link, err = s.EnrollmentLink(ctx, u.ID, actor); err != nil {
 			return User{}, "", err
 		}
 	}
-	return publicUser(u), link, nil
+	return s.publicUser(ctx, u), link, nil
 }
 
 // EnrollmentLink issues a one-time link (72 h) with which the user sets a
@@ -209,11 +243,21 @@ func (s *Service) lookup(ctx context.Context, username string) (store.User, erro
 	return u, err
 }
 
-// SetDisabled disables (ending every session at once) or enables an account.
+// SetDisabled disables (ending every session at once) or enables an
+// account. The last enabled admin cannot be disabled.
 func (s *Service) SetDisabled(ctx context.Context, username string, disabled bool, actor string) error {
 	u, err := s.lookup(ctx, username)
 	if err != nil {
 		return err
+	}
+	if disabled && !u.Disabled {
+		others, err := s.otherEnabledAdmins(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		if !others && slices.Contains(s.rbac.GlobalRoles(ctx, rbac.UserSubject(u.ID)), rbac.RoleAdmin) {
+			return rbac.ErrLastAdmin
+		}
 	}
 	if err := s.store.SetDisabled(ctx, u.ID, disabled, s.nowUS()); err != nil {
 		return err
@@ -272,7 +316,7 @@ func (s *Service) ListAccounts(ctx context.Context) ([]AccountInfo, error) {
 	}
 	out := make([]AccountInfo, 0, len(us))
 	for _, u := range us {
-		info := AccountInfo{User: publicUser(u), Disabled: u.Disabled, MFAEnabled: u.MFAEnabled,
+		info := AccountInfo{User: s.publicUser(ctx, u), Disabled: u.Disabled, MFAEnabled: u.MFAEnabled,
 			Activated: u.PasswordHash != "", CreatedAt: time.UnixMicro(u.CreatedUS).UTC()}
 		if u.LastLoginUS > 0 {
 			info.LastLogin = time.UnixMicro(u.LastLoginUS).UTC()
@@ -395,5 +439,5 @@ func (s *Service) Account(ctx context.Context, username string) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return publicUser(u), nil
+	return s.publicUser(ctx, u), nil
 }

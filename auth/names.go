@@ -3,10 +3,11 @@ package auth
 import (
 	"errors"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/parley-meet/parley/internal/text"
 )
 
 // Errors for names, with messages fit to show the user.
@@ -38,18 +39,9 @@ func NormalizeUsername(s string) (string, error) {
 // NormalizeDisplayName trims and checks a display name. It is stored and
 // shown as text, never interpreted.
 func NormalizeDisplayName(s string) (string, error) {
-	if len(s) > 1024 || !utf8.ValidString(s) {
+	s, err := text.Clean(s, 1, 64)
+	if err != nil {
 		return "", ErrInvalidDisplayName
-	}
-	s = strings.TrimSpace(norm.NFC.String(s))
-	n := utf8.RuneCountInString(s)
-	if n < 1 || n > 64 {
-		return "", ErrInvalidDisplayName
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
-			return "", ErrInvalidDisplayName
-		}
 	}
 	return s, nil
 }

@@ -13,13 +13,8 @@ import (
 	"time"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store"
-)
-
-// Global roles an account can hold.
-const (
-	RoleAdmin  = "admin"
-	RoleMember = "member"
 )
 
 // Challenge purposes.
@@ -45,7 +40,7 @@ var (
 	ErrUnauthenticated    = errors.New("not signed in")
 	ErrNoSuchUser         = errors.New("no such user")
 	ErrUsernameTaken      = errors.New("that username is taken")
-	ErrInvalidRole        = errors.New("a global role is admin or member")
+	ErrInvalidRole        = errors.New("no such global role")
 )
 
 // ThrottledError says a sign-in was refused for throttling; RetryAfter is
@@ -90,12 +85,14 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 	tokens *tokenSigner
+	rbac   *rbac.Authorizer
 }
 
 // Deps are what the service is built from. Now and Logger may be nil.
 type Deps struct {
 	Store  *store.Store
 	Audit  *audit.Log
+	RBAC   *rbac.Authorizer
 	Hasher *Hasher
 	Keys   *Keyring
 	Policy PasswordPolicy
@@ -106,7 +103,7 @@ type Deps struct {
 
 // NewService builds the service.
 func NewService(d Deps) (*Service, error) {
-	if d.Store == nil || d.Audit == nil || d.Hasher == nil || d.Keys == nil || d.Config.Issuer == "" {
+	if d.Store == nil || d.Audit == nil || d.RBAC == nil || d.Hasher == nil || d.Keys == nil || d.Config.Issuer == "" {
 		return nil, errors.New("auth: missing dependency")
 	}
 	c := d.Config
@@ -123,7 +120,7 @@ func NewService(d Deps) (*Service, error) {
 	if c.LoginPerMinute <= 0 {
 		c.LoginPerMinute = 10
 	}
-	s := &Service{store: d.Store, audit: d.Audit, hasher: d.Hasher, keys: d.Keys, policy: d.Policy, cfg: c, now: d.Now, log: d.Logger}
+	s := &Service{store: d.Store, audit: d.Audit, rbac: d.RBAC, hasher: d.Hasher, keys: d.Keys, policy: d.Policy, cfg: c, now: d.Now, log: d.Logger}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -171,6 +168,9 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
+// HashToken is the stored form of a high-entropy token (invites too).
+func HashToken(t string) string { return hashToken(t) }
+
 // hashToken is the stored form of a high-entropy token.
 func hashToken(t string) string {
 	sum := sha256.Sum256([]byte(t))
@@ -187,8 +187,13 @@ type User struct {
 	Roles       []string `json:"roles"`
 }
 
-func publicUser(u store.User) User {
-	return User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Roles: []string{u.Role}}
+// publicUser is u as the API shows it, with its global roles (rbac's).
+func (s *Service) publicUser(ctx context.Context, u store.User) User {
+	roles := s.rbac.GlobalRoles(ctx, rbac.UserSubject(u.ID))
+	if roles == nil {
+		roles = []string{}
+	}
+	return User{ID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Roles: roles}
 }
 
 // LoginResult is the answer to a correct password: the next step and the

@@ -11,6 +11,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store/storetest"
 )
 
@@ -26,7 +27,11 @@ func newTestService(t *testing.T, tg storetest.Target) (*Service, *time.Time) {
 		t.Fatal(err)
 	}
 	policy, _ := NewPasswordPolicy(12)
-	svc, err := NewService(Deps{Store: st, Audit: audit.New(st, clock), Hasher: NewHasher(2), Keys: keys,
+	authz, err := rbac.New(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(Deps{Store: st, Audit: audit.New(st, clock), RBAC: authz, Hasher: NewHasher(2), Keys: keys,
 		Policy: policy, Now: clock, Config: Config{Issuer: "https://meet.example.org:8443", LoginBurst: 1000}})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +45,7 @@ func TestUnknownUserCostsAHash(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
 		svc, _ := newTestService(t, tg)
 		ctx := context.Background()
-		if _, _, err := svc.CreateAccount(ctx, NewAccount{Username: "alice", Password: "a perfectly fine password", Role: RoleMember}, "test"); err != nil {
+		if _, _, err := svc.CreateAccount(ctx, NewAccount{Username: "alice", Password: "a perfectly fine password", Role: rbac.RoleMember}, "test"); err != nil {
 			t.Fatal(err)
 		}
 		var hashes atomic.Int32
@@ -62,7 +67,7 @@ func TestTOTPEnrolmentSecretAndLabel(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
 		svc, now := newTestService(t, tg)
 		ctx := context.Background()
-		svc.CreateAccount(ctx, NewAccount{Username: "bob", Password: "a perfectly fine password", Role: RoleMember}, "test")
+		svc.CreateAccount(ctx, NewAccount{Username: "bob", Password: "a perfectly fine password", Role: rbac.RoleMember}, "test")
 		res, err := svc.Login(ctx, "BOB", "a perfectly fine password", Meta{})
 		if err != nil || res.Next != challengeEnroll {
 			t.Fatalf("login: %+v %v", res, err)

@@ -40,7 +40,7 @@ func (s *Service) openSession(ctx context.Context, u store.User, m Meta) (*NewSe
 		return nil, err
 	}
 	s.store.TouchLogin(ctx, u.ID, now.UnixMicro())
-	return &NewSession{Token: tok, CSRFToken: se.CSRFToken, ExpiresAt: time.UnixMicro(se.ExpiresUS), User: publicUser(u)}, nil
+	return &NewSession{Token: tok, CSRFToken: se.CSRFToken, ExpiresAt: time.UnixMicro(se.ExpiresUS), User: s.publicUser(ctx, u)}, nil
 }
 
 func clipUA(ua string) string {
@@ -61,7 +61,9 @@ type Principal struct {
 }
 
 // PublicUser is the principal's public view.
-func (p *Principal) PublicUser() User { return publicUser(p.User) }
+func (s *Service) PublicUser(ctx context.Context, p *Principal) User {
+	return s.publicUser(ctx, p.User)
+}
 
 // CheckCSRF compares a presented CSRF token with the session's in constant
 // time.
@@ -123,7 +125,8 @@ func (s *Service) Logout(ctx context.Context, p *Principal, m Meta) error {
 	return nil
 }
 
-// RunJanitor deletes expired sessions, challenges and links every interval
+// RunJanitor deletes expired sessions, guest sessions (with their room
+// bindings), challenges and links every interval
 // until ctx ends. The caller owns the goroutine that runs it.
 func (s *Service) RunJanitor(ctx context.Context, interval time.Duration, wg *sync.WaitGroup) {
 	defer wg.Done()
@@ -141,6 +144,13 @@ func (s *Service) RunJanitor(ctx context.Context, interval time.Duration, wg *sy
 				}
 			} else if n > 0 {
 				s.log.Debug("deleted expired sessions, challenges and links", "rows", n)
+			}
+			ids, err := s.store.ExpiredGuestSessions(ctx, now.UnixMicro(), now.Add(-s.cfg.SessionIdle).UnixMicro())
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("listing expired guest sessions failed", "err", err)
+			}
+			for _, id := range ids {
+				s.endGuest(ctx, id)
 			}
 		}
 	}

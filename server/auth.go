@@ -302,7 +302,7 @@ func (s *Server) handleMe(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	u := p.PublicUser()
+	u := s.auth.PublicUser(c.UserContext(), p)
 	return c.JSON(fiber.Map{
 		"id": u.ID, "username": u.Username, "display_name": u.DisplayName, "roles": u.Roles,
 		"csrf_token": p.Session.CSRFToken, "mfa": mfa,

@@ -23,6 +23,7 @@ import (
 
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -184,7 +185,7 @@ func generous(c *config.Config) { c.LoginBurst = 10000 }
 
 func TestEnrolSignInAndMe(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "alice", goodPassword, auth.RoleMember)
+	ts.createUser(t, "alice", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	a := b.enroll("alice", goodPassword)
 	me := b.get("/api/v1/me")
@@ -211,7 +212,7 @@ func TestEnrolSignInAndMe(t *testing.T) {
 // window the right password works.
 func TestCase01AccountThrottling(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "bob", goodPassword, auth.RoleMember)
+	ts.createUser(t, "bob", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	failures, first429 := 0, -1
 	var retry string
@@ -259,7 +260,7 @@ func TestCase01AccountThrottling(t *testing.T) {
 // operator unlocks it.
 func TestAccountLockAndUnlock(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "carol", goodPassword, auth.RoleMember)
+	ts.createUser(t, "carol", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	locked := false
 	for i := 0; i < 40 && !locked; i++ {
@@ -290,7 +291,7 @@ func TestAccountLockAndUnlock(t *testing.T) {
 // unknown and known users get the same answer.
 func TestCase02AddressThrottlingAndSameAnswer(t *testing.T) {
 	ts := startServer(t, nil)
-	ts.createUser(t, "dave", goodPassword, auth.RoleMember)
+	ts.createUser(t, "dave", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	known := b.post("/api/v1/auth/login", map[string]string{"username": "dave", "password": "Summer2026!!"})
 	unknown := b.post("/api/v1/auth/login", map[string]string{"username": "nobody-here", "password": "Summer2026!!"})
@@ -315,7 +316,7 @@ func TestCase02AddressThrottlingAndSameAnswer(t *testing.T) {
 // Cases 3, 4, 5: replay, the last step only moves forward, the window.
 func TestCases03to05TOTPReplayAndWindow(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "erin", goodPassword, auth.RoleMember)
+	ts.createUser(t, "erin", goodPassword, rbac.RoleMember)
 	a := ts.browser(t).enroll("erin", goodPassword)
 	login := func(b *browser) string {
 		r := b.post("/api/v1/auth/login", map[string]string{"username": "erin", "password": goodPassword})
@@ -348,7 +349,7 @@ func TestCases03to05TOTPReplayAndWindow(t *testing.T) {
 // Case 6: five wrong codes destroy the challenge.
 func TestCase06FiveWrongCodesDestroyChallenge(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "frank", goodPassword, auth.RoleMember)
+	ts.createUser(t, "frank", goodPassword, rbac.RoleMember)
 	a := ts.browser(t).enroll("frank", goodPassword)
 	ts.clock.Advance(30 * time.Second)
 	b := ts.browser(t)
@@ -372,8 +373,8 @@ func TestCase06FiveWrongCodesDestroyChallenge(t *testing.T) {
 // sign-in of another user.
 func TestCases07and08HalfAuthenticated(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "gina", goodPassword, auth.RoleMember)
-	ts.createUser(t, "hank", goodPassword, auth.RoleMember)
+	ts.createUser(t, "gina", goodPassword, rbac.RoleMember)
+	ts.createUser(t, "hank", goodPassword, rbac.RoleMember)
 	gina := ts.browser(t).enroll("gina", goodPassword)
 	hank := ts.browser(t).enroll("hank", goodPassword)
 	ts.clock.Advance(30 * time.Second)
@@ -415,7 +416,7 @@ func TestCases07and08HalfAuthenticated(t *testing.T) {
 // Case 9: changing MFA or recovery codes needs the password and a code.
 func TestCase09ReauthenticationForMFAChanges(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "ivy", goodPassword, auth.RoleMember)
+	ts.createUser(t, "ivy", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	a := b.enroll("ivy", goodPassword)
 	ts.clock.Advance(30 * time.Second)
@@ -443,7 +444,7 @@ func TestCase09ReauthenticationForMFAChanges(t *testing.T) {
 // Recovery codes: single use, visible to the user, audited.
 func TestRecoveryCodes(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "jack", goodPassword, auth.RoleMember)
+	ts.createUser(t, "jack", goodPassword, rbac.RoleMember)
 	a := ts.browser(t).enroll("jack", goodPassword)
 	use := func(code string) reply {
 		b := ts.browser(t)
@@ -483,7 +484,7 @@ func TestCase10PasswordRules(t *testing.T) {
 		{strings.Repeat("ab", 64) + "c", false}, // 129: refused, not truncated
 	} {
 		name := fmt.Sprintf("u%d", len(c.pw)+len(c.pw)%7)
-		_, _, err := ts.auth.CreateAccount(ctx, auth.NewAccount{Username: name + "x", Password: c.pw, Role: auth.RoleMember}, "test")
+		_, _, err := ts.auth.CreateAccount(ctx, auth.NewAccount{Username: name + "x", Password: c.pw, Role: rbac.RoleMember}, "test")
 		if (err == nil) != c.ok {
 			t.Errorf("password %q (%d chars): err = %v, want ok=%v", c.pw, len([]rune(c.pw)), err, c.ok)
 		}
@@ -491,7 +492,7 @@ func TestCase10PasswordRules(t *testing.T) {
 	// No silent truncation: a 128-character password does not accept its
 	// 127-character prefix.
 	long := strings.Repeat("ab", 64)
-	ts.createUser(t, "longpw", long, auth.RoleMember)
+	ts.createUser(t, "longpw", long, rbac.RoleMember)
 	b := ts.browser(t)
 	expect(t, "prefix", b.post("/api/v1/auth/login", map[string]string{"username": "longpw", "password": long[:127]}), 401, "invalid_credentials")
 	expect(t, "whole", b.post("/api/v1/auth/login", map[string]string{"username": "longpw", "password": long}), 200, "")
@@ -505,7 +506,7 @@ func TestCase10PasswordRules(t *testing.T) {
 // Case 11: a cookie planted before sign-in is never the session.
 func TestCase11SessionFixation(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "kim", goodPassword, auth.RoleMember)
+	ts.createUser(t, "kim", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	u, _ := url.Parse(ts.base)
 	planted := "attacker-chosen-session-value-0123456789abcdef"
@@ -527,7 +528,7 @@ func TestCase11SessionFixation(t *testing.T) {
 // Cases 12 and 14: logout and disabling end every session of the user.
 func TestCases12and14LogoutAndDisable(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "lee", goodPassword, auth.RoleMember)
+	ts.createUser(t, "lee", goodPassword, rbac.RoleMember)
 	b1 := ts.browser(t)
 	a := b1.enroll("lee", goodPassword)
 	ts.clock.Advance(30 * time.Second)
@@ -559,7 +560,7 @@ func TestCases12and14LogoutAndDisable(t *testing.T) {
 // Case 13: idle and absolute session timeouts.
 func TestCase13SessionTimeouts(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "max", goodPassword, auth.RoleMember)
+	ts.createUser(t, "max", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	a := b.enroll("max", goodPassword)
 	ts.clock.Advance(29 * time.Minute)
@@ -579,7 +580,7 @@ func TestCase13SessionTimeouts(t *testing.T) {
 // Case 15: the cookie's attributes and entropy.
 func TestCase15CookieAttributes(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "nia", goodPassword, auth.RoleMember)
+	ts.createUser(t, "nia", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	r := b.post("/api/v1/auth/login", map[string]string{"username": "nia", "password": goodPassword})
 	ch := r.str("challenge")
@@ -608,7 +609,7 @@ func TestCase15CookieAttributes(t *testing.T) {
 // Case 16: forged, expired and misdirected JWTs are all 401.
 func TestCase16JWTAttacks(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "oli", goodPassword, auth.RoleAdmin)
+	ts.createUser(t, "oli", goodPassword, rbac.RoleAdmin)
 	b := ts.browser(t)
 	b.enroll("oli", goodPassword)
 	r := b.post("/api/v1/auth/token", map[string]string{})
@@ -704,7 +705,7 @@ func TestCase16JWTAttacks(t *testing.T) {
 // case 38: CSRF.
 func TestCase38CSRF(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "pat", goodPassword, auth.RoleMember)
+	ts.createUser(t, "pat", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	b.enroll("pat", goodPassword)
 	csrf := b.csrf
@@ -758,7 +759,7 @@ func TestSetupAndActivationLinks(t *testing.T) {
 	expect(t, "expired setup link", ts2.browser(t).post("/api/v1/setup", map[string]string{"token": link2[strings.Index(link2, "#")+1:], "username": "root", "display_name": "R", "password": goodPassword}), 401, "invalid_token")
 
 	// Enrolment link: the user chooses a password, then enrols.
-	_, elink, err := ts.auth.CreateAccount(ctx, auth.NewAccount{Username: "quinn", Role: auth.RoleMember}, "test")
+	_, elink, err := ts.auth.CreateAccount(ctx, auth.NewAccount{Username: "quinn", Role: rbac.RoleMember}, "test")
 	if err != nil || !strings.Contains(elink, "/enroll#") {
 		t.Fatalf("enrolment link %q, %v", elink, err)
 	}
@@ -775,7 +776,7 @@ func TestSetupAndActivationLinks(t *testing.T) {
 // Case 44 (for this secrets): none reaches the log or the audit log.
 func TestNoSecretsInLogsOrAudit(t *testing.T) {
 	ts := startServer(t, nil, generous)
-	ts.createUser(t, "rae", goodPassword, auth.RoleMember)
+	ts.createUser(t, "rae", goodPassword, rbac.RoleMember)
 	b := ts.browser(t)
 	a := b.enroll("rae", goodPassword)
 	tok := b.post("/api/v1/auth/token", map[string]string{}).str("token")

@@ -24,6 +24,7 @@ import (
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -34,8 +35,11 @@ type Deps struct {
 	Store  *store.Store
 	Audit  *audit.Log
 	Auth   *auth.Service
+	RBAC   *rbac.Authorizer
 	// TLS is the serving configuration; nil with --insecure-http.
 	TLS *tls.Config
+	// Now is the clock of room and invite times; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server is the HTTP(S) server of one Parley process.
@@ -45,15 +49,17 @@ type Server struct {
 	store   *store.Store
 	audit   *audit.Log
 	auth    *auth.Service
+	rbac    *rbac.Authorizer
 	tls     *tls.Config
 	app     *fiber.App
 	proxies []netip.Prefix
 	headers securityHeaders
+	now     func() time.Time
 }
 
 // New builds the server and its routes. It starts nothing.
 func New(d Deps) (*Server, error) {
-	if d.Config == nil || d.Logger == nil || d.Store == nil || d.Audit == nil || d.Auth == nil {
+	if d.Config == nil || d.Logger == nil || d.Store == nil || d.Audit == nil || d.Auth == nil || d.RBAC == nil {
 		return nil, errors.New("server: missing dependency")
 	}
 	if d.TLS == nil && !d.Config.InsecureHTTP {
@@ -65,9 +71,14 @@ func New(d Deps) (*Server, error) {
 		store:   d.Store,
 		audit:   d.Audit,
 		auth:    d.Auth,
+		rbac:    d.RBAC,
 		tls:     d.TLS,
 		proxies: d.Config.TrustedProxies,
 		headers: newSecurityHeaders(d.Config),
+		now:     d.Now,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "parley",
@@ -107,6 +118,7 @@ func (s *Server) routes() {
 	s.app.Get("/healthz", s.handleHealthz)
 	s.app.Get("/readyz", s.handleReadyz)
 	s.authRoutes()
+	s.roomRoutes()
 	s.frontendRoutes()
 }
 

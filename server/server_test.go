@@ -24,6 +24,7 @@ import (
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/internal/leakcheck"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -37,6 +38,7 @@ type testServer struct {
 	logs   *bytes.Buffer
 	store  *store.Store
 	keys   *auth.Keyring
+	authz  *rbac.Authorizer
 	clock  *fakeClock
 	pool   *x509.CertPool
 	done   chan error
@@ -97,14 +99,25 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 	}
 	policy, _ := auth.NewPasswordPolicy(cfg.PasswordMinLength)
 	auditLog := audit.New(st, clock.Now)
+	authz, err := rbac.New(context.Background(), st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz.SetUserState(func(ctx context.Context, id string) (bool, bool, error) {
+		u, err := st.UserByID(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, false, nil
+		}
+		return err == nil, u.Disabled, err
+	})
 	svc, err := auth.NewService(auth.Deps{
-		Store: st, Audit: auditLog, Hasher: auth.NewHasher(4), Keys: keys, Policy: policy, Now: clock.Now, Logger: log,
+		Store: st, Audit: auditLog, RBAC: authz, Hasher: auth.NewHasher(4), Keys: keys, Policy: policy, Now: clock.Now, Logger: log,
 		Config: auth.Config{Issuer: cfg.PublicOrigin(), LoginBurst: cfg.LoginBurst, LoginPerMinute: float64(cfg.LoginPerMinute)},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, Auth: svc, TLS: tlsCfg})
+	s, err := New(Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, Auth: svc, RBAC: authz, TLS: tlsCfg, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +128,7 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: s, logs: logs, store: st, keys: keys, clock: clock, pool: pool, done: make(chan error, 1)}
+	ts := &testServer{Server: s, logs: logs, store: st, keys: keys, authz: authz, clock: clock, pool: pool, done: make(chan error, 1)}
 	go func() { ts.done <- s.Serve(ln) }()
 	scheme := "https"
 	if cfg.InsecureHTTP {

@@ -22,7 +22,6 @@ type User struct {
 	Username     string // NFKC-normalised, lower case
 	DisplayName  string
 	PasswordHash string // argon2id PHC string; empty until the account is activated
-	Role         string // global role
 	Disabled     bool
 	MFAEnabled   bool
 	TOTPSecret   string // sealed; empty until enrolment is confirmed
@@ -32,12 +31,12 @@ type User struct {
 	LastLoginUS  int64
 }
 
-const userColumns = `id, username, display_name, password_hash, role, disabled, mfa_enabled,
+const userColumns = `id, username, display_name, password_hash, disabled, mfa_enabled,
 	totp_secret, totp_last_step, created_us, updated_us, last_login_us`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &u.Role, &u.Disabled,
+	err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.PasswordHash, &u.Disabled,
 		&u.MFAEnabled, &u.TOTPSecret, &u.TOTPLastStep, &u.CreatedUS, &u.UpdatedUS, &u.LastLoginUS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, ErrNotFound
@@ -57,8 +56,8 @@ func isUniqueViolation(err error) bool {
 // CreateUser inserts u; ErrConflict if the username is taken.
 func (s *Store) CreateUser(ctx context.Context, u User) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		u.ID, u.Username, u.DisplayName, u.PasswordHash, u.Role, u.Disabled, u.MFAEnabled,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		u.ID, u.Username, u.DisplayName, u.PasswordHash, u.Disabled, u.MFAEnabled,
 		u.TOTPSecret, u.TOTPLastStep, u.CreatedUS, u.UpdatedUS, u.LastLoginUS)
 	if isUniqueViolation(err) {
 		return ErrConflict
@@ -98,14 +97,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
 	return out, rows.Err()
 }
 
-// CountUsersWithRole counts the enabled users holding a global role.
-func (s *Store) CountUsersWithRole(ctx context.Context, role string) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = $1 AND NOT disabled`, role).Scan(&n)
-	return n, err
-}
-
-// exec runs a statement that must change exactly one row.
+// execOne runs a statement that must change exactly one row.
 func (s *Store) execOne(ctx context.Context, what, q string, args ...any) error {
 	res, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {

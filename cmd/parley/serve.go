@@ -18,6 +18,7 @@ import (
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/server"
 	"github.com/parley-meet/parley/store"
 )
@@ -67,12 +68,17 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	}
 	defer st.Close()
 	auditLog := audit.New(st, nil)
-	authSvc, code := newAuthService(cfg, st, auditLog, log, e)
+	authz, err := newAuthorizer(ctx, st, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return 1
+	}
+	authSvc, code := newAuthService(cfg, st, auditLog, authz, log, e)
 	if authSvc == nil {
 		return code
 	}
 
-	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, Auth: authSvc, TLS: tlsConfigOf(tlsSetup)})
+	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Store: st, Audit: auditLog, Auth: authSvc, RBAC: authz, TLS: tlsConfigOf(tlsSetup)})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
 		return 1
@@ -186,7 +192,7 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, e env,
 // newAuthService builds the account service from the configuration: the
 // secret key (PARLEY_SECRET_KEY or the data directory's key file), the
 // password policy and the bounded argon2id hasher.
-func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, log *slog.Logger, e env) (*auth.Service, int) {
+func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, authz *rbac.Authorizer, log *slog.Logger, e env) (*auth.Service, int) {
 	keys, created, err := auth.LoadKeyring(cfg.DataDir, cfg.SecretKey)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
@@ -202,7 +208,7 @@ func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, lo
 		return nil, 2
 	}
 	svc, err := auth.NewService(auth.Deps{
-		Store: st, Audit: auditLog, Keys: keys, Policy: policy, Logger: log,
+		Store: st, Audit: auditLog, RBAC: authz, Keys: keys, Policy: policy, Logger: log,
 		Hasher: auth.NewHasher(max(2, runtime.NumCPU())),
 		Config: auth.Config{
 			Issuer: cfg.PublicOrigin(), SessionIdle: cfg.SessionIdle, SessionMax: cfg.SessionMaxAge,
@@ -214,6 +220,26 @@ func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, lo
 		return nil, 1
 	}
 	return svc, 0
+}
+
+// newAuthorizer loads the policy and teaches rbac which accounts exist and
+// are enabled (a disabled account may do nothing, whatever its roles).
+func newAuthorizer(ctx context.Context, st *store.Store, log *slog.Logger) (*rbac.Authorizer, error) {
+	authz, err := rbac.New(ctx, st, log)
+	if err != nil {
+		return nil, fmt.Errorf("authorization policy: %w", err)
+	}
+	authz.SetUserState(func(ctx context.Context, userID string) (bool, bool, error) {
+		u, err := st.UserByID(ctx, userID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, false, nil
+		}
+		if err != nil {
+			return false, false, err
+		}
+		return true, u.Disabled, nil
+	})
+	return authz, nil
 }
 
 // newLogger builds the process logger: text on a terminal, JSON otherwise,

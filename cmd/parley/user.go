@@ -15,6 +15,7 @@ import (
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/rbac"
 )
 
 const userUsage = `Usage: parley user <command> [options]
@@ -63,7 +64,7 @@ func cmdUser(ctx context.Context, args []string, e env) int {
 		if sub == "add" {
 			fs.StringVar(&username, "username", "", "the new account's `name` (3-64 of a-z 0-9 . _ -)")
 			fs.StringVar(&displayName, "display-name", "", "the `name` people see (default: the username)")
-			fs.StringVar(&role, "role", auth.RoleMember, "global `role`: admin or member")
+			fs.StringVar(&role, "role", rbac.RoleMember, "global `role`: admin or member (or a custom global role)")
 			fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input (one line)")
 		}
 	}
@@ -94,7 +95,12 @@ func cmdUser(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	defer st.Close()
-	svc, code := newAuthService(cfg, st, audit.New(st, nil), log, e)
+	authz, err := newAuthorizer(ctx, st, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return 1
+	}
+	svc, code := newAuthService(cfg, st, audit.New(st, nil), authz, log, e)
 	if svc == nil {
 		return code
 	}
@@ -178,7 +184,7 @@ func cmdUser(ctx context.Context, args []string, e env) int {
 	}
 	if opErr != nil {
 		fmt.Fprintf(e.stderr, "parley user %s: %v\n", sub, opErr)
-		if errors.Is(opErr, auth.ErrNoSuchUser) || errors.Is(opErr, auth.ErrUsernameTaken) ||
+		if errors.Is(opErr, auth.ErrNoSuchUser) || errors.Is(opErr, auth.ErrUsernameTaken) || errors.Is(opErr, rbac.ErrLastAdmin) ||
 			errors.Is(opErr, auth.ErrInvalidUsername) || errors.Is(opErr, auth.ErrInvalidDisplayName) ||
 			errors.Is(opErr, auth.ErrInvalidRole) || isPolicyError(opErr) {
 			return 2

@@ -48,6 +48,7 @@ func TestUserCommands(t *testing.T) {
 			{"disable", "nobody"},
 			{"frobnicate", "alice"},
 			{"disable"},
+			{"disable", "alice"}, // the only admin
 		} {
 			if code, out, errOut := user("", bad...); code != 2 {
 				t.Errorf("%v: exit %d, want 2 (%q %q)", bad, code, out, errOut)
