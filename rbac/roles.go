@@ -248,3 +248,17 @@ func (a *Authorizer) DefineRoomRole(ctx context.Context, role string, actions []
 	}
 	return a.commit(ctx, remove, add, Event{Kind: EventPolicy, Room: Global})
 }
+
+// RoleDefinitions returns every role with its actions: scope "room" for
+// room roles, "global" for global roles.
+func (a *Authorizer) RoleDefinitions() map[string]map[string][]string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := map[string]map[string][]string{"room": {}, "global": {}}
+	for scope, dom := range map[string]string{"room": roomTemplate, "global": globalDomain} {
+		for role, actions := range a.pol.roles[dom] {
+			out[scope][role] = slices.Clone(actions)
+		}
+	}
+	return out
+}

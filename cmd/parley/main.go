@@ -23,6 +23,7 @@ const usage = `Usage: parley <command> [options]
 Commands:
   serve          run the meeting server (HTTPS; see parley serve --help)
   user           manage accounts (add, enroll-link, disable, enable, reset-mfa, unlock, list)
+  role           list roles, define custom room roles
   audit verify   check the hash chain of the security audit log
   healthcheck    ask a local server whether it is ready (for container health checks)
   version        print the version
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return cmdAudit(ctx, args[1:], e)
 	case "user":
 		return cmdUser(ctx, args[1:], e)
+	case "role":
+		return cmdRole(ctx, args[1:], e)
 	case "healthcheck":
 		return cmdHealthcheck(ctx, args[1:], e)
 	case "version", "--version":

@@ -79,3 +79,32 @@ func TestUserCommands(t *testing.T) {
 		}
 	})
 }
+
+func TestRoleCommands(t *testing.T) {
+	dir := t.TempDir()
+	role := func(args ...string) (int, string, string) {
+		return runWithStdin(append(append([]string{"role"}, args...), "--data-dir", dir), "")
+	}
+	if code, out, errOut := role("define", "interpreter", "room.join", "room.chat", "room.publish"); code != 0 || !strings.Contains(out, "interpreter") {
+		t.Fatalf("define: %d %q %q", code, out, errOut)
+	}
+	code, out, _ := role("list")
+	if code != 0 || !regexp.MustCompile(`room\s+interpreter\s+room.chat room.join room.publish`).MatchString(out) ||
+		!regexp.MustCompile(`global\s+admin`).MatchString(out) || !regexp.MustCompile(`room\s+host`).MatchString(out) {
+		t.Errorf("list: %d\n%s", code, out)
+	}
+	for _, bad := range [][]string{
+		{"define", "Bad Name", "room.join"},
+		{"define", "x", "admin.users"}, // not a room action
+		{"define", "x"},                // no actions
+		{"define", "admin", "room.join"},
+		{"frobnicate"},
+	} {
+		if code, _, _ := role(bad...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
+	if code, out, _ := runWithStdin([]string{"audit", "verify", "--data-dir", dir}, ""); code != 0 || !strings.Contains(out, "intact") {
+		t.Errorf("audit: %d %s", code, out)
+	}
+}
