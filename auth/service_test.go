@@ -216,3 +216,69 @@ func TestFailureDelay(t *testing.T) {
 		}
 	}
 }
+
+func TestKeepAlive(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
+		svc, now := newTestService(t, tg)
+		ctx := context.Background()
+		svc.CreateAccount(ctx, NewAccount{Username: "kim", Password: "a perfectly fine password", Role: rbac.RoleMember}, "test")
+		signIn := func() *NewSession {
+			res, err := svc.Login(ctx, "kim", "a perfectly fine password", Meta{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Next == challengeEnroll {
+				e, _ := svc.StartEnrollment(ctx, res.Challenge, Meta{})
+				code, _ := totp.GenerateCode(e.Secret, *now)
+				done, err := svc.ConfirmEnrollment(ctx, res.Challenge, code, Meta{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return done.Session
+			}
+			t.Fatal("unexpected second sign-in path")
+			return nil
+		}
+		ns := signIn()
+		p, err := svc.Authenticate(ctx, ns.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := p.Session.ID
+		alive := func() bool {
+			live, _, err := svc.KeepAlive(ctx, []string{id, "not-a-session"}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if live["not-a-session"] {
+				t.Fatal("an unknown session is alive")
+			}
+			return live[id]
+		}
+		// An open connection keeps the session from idling out.
+		for i := 0; i < 4; i++ {
+			*now = now.Add(20 * time.Minute)
+			if !alive() {
+				t.Fatalf("session died at %d×20 min while kept alive", i+1)
+			}
+		}
+		if _, err := svc.Authenticate(ctx, ns.Token); err != nil {
+			t.Errorf("kept-alive session refused over HTTP: %v", err)
+		}
+		*now = now.Add(31 * time.Minute)
+		if alive() {
+			t.Error("idle session still alive")
+		}
+		// Disabling ends it at once.
+		*now = now.Add(-31 * time.Minute)
+		if !alive() {
+			t.Fatal("session should be alive again within the idle window")
+		}
+		if err := svc.SetDisabled(ctx, "kim", true, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if alive() {
+			t.Error("session of a disabled user is alive")
+		}
+	})
+}

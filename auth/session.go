@@ -155,3 +155,20 @@ func (s *Service) RunJanitor(ctx context.Context, interval time.Duration, wg *sy
 		}
 	}
 }
+
+// KeepAlive reports which of the given sessions and guest sessions are
+// still valid, and counts an open connection as use of the valid ones (so a
+// long meeting does not idle its session out). Signaling calls it about
+// once a second for every open socket, and closes the sockets of the
+// sessions that are gone (sign-out, disabled account, MFA reset, expiry).
+func (s *Service) KeepAlive(ctx context.Context, sessionIDs, guestIDs []string) (sessions, guests map[string]bool, err error) {
+	now := s.now()
+	idleAfter := now.Add(-s.cfg.SessionIdle).UnixMicro()
+	if sessions, err = s.store.LiveSessions(ctx, sessionIDs, now.UnixMicro(), idleAfter); err != nil {
+		return nil, nil, err
+	}
+	if guests, err = s.store.LiveGuestSessions(ctx, guestIDs, now.UnixMicro(), idleAfter); err != nil {
+		return nil, nil, err
+	}
+	return sessions, guests, nil
+}

@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +28,53 @@ type consoleWatcher struct {
 	mu       sync.Mutex
 	problems []string
 	notes    []string // warnings and other entries, logged but not failed
+	allowed  []allowedHTTPError
+}
+
+// allowedHTTPError is an error status that a page's request may get as part
+// of its normal work; see allowHTTPError.
+type allowedHTTPError struct {
+	path   string
+	status int
+}
+
+// allowHTTPError accepts, from now on, the console entry Chromium writes
+// ("Failed to load resource: the server responded with a status of 401")
+// when a request for exactly this path answers this status: a page learns
+// some things only that way, such as the join page, which asks /api/v1/me
+// to know whether its visitor is signed in. The entry becomes a note; every
+// other failed request stays a problem.
+func (w *consoleWatcher) allowHTTPError(path string, status int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.allowed = append(w.allowed, allowedHTTPError{path: path, status: status})
+}
+
+var failedStatus = regexp.MustCompile(`status of (\d{3})\b`)
+
+// expectedHTTPError reports whether a network log entry is one that
+// allowHTTPError accepted.
+func (w *consoleWatcher) expectedHTTPError(e *log.Entry) bool {
+	if e.Source != log.EntrySourceNetwork || e.URL == "" {
+		return false
+	}
+	u, err := url.Parse(e.URL)
+	if err != nil {
+		return false
+	}
+	m := failedStatus.FindStringSubmatch(e.Text)
+	if m == nil {
+		return false
+	}
+	status, _ := strconv.Atoi(m[1])
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.allowed {
+		if a.path == u.Path && a.status == status {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *consoleWatcher) listen(ev any) {
@@ -52,9 +102,14 @@ func (w *consoleWatcher) listen(ev any) {
 			where = fmt.Sprintf(" (%s:%d)", e.URL, e.LineNumber+1)
 		}
 		msg := fmt.Sprintf("browser log [%s/%s]: %s%s", e.Source, e.Level, e.Text, where)
-		if e.Level == log.EntryLevelError || isCSPText(e.Text) {
+		switch {
+		case isCSPText(e.Text):
 			problem = msg
-		} else if e.Level == log.EntryLevelWarning {
+		case e.Level == log.EntryLevelError && w.expectedHTTPError(e):
+			note = "expected: " + msg
+		case e.Level == log.EntryLevelError:
+			problem = msg
+		case e.Level == log.EntryLevelWarning:
 			note = msg
 		}
 	}

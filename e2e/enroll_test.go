@@ -40,22 +40,7 @@ func TestEnrollAndSignIn(t *testing.T) {
 	t.Run("first administrator through the setup link", func(t *testing.T) {
 		p := &page{t: t, ctx: b.ctx, watcher: b.watcher}
 
-		p.do("open the setup link",
-			chromedp.Navigate(srv.setupLink),
-			chromedp.WaitVisible(chromedp.ID("setup-form")))
-		if loc := p.location(); strings.Contains(loc, "#") {
-			t.Errorf("the setup token stays in the address bar: %s", loc)
-		}
-		p.do("fill in the setup form",
-			chromedp.SendKeys(chromedp.ID("setup-username"), admin.username),
-			chromedp.SendKeys(chromedp.ID("setup-display-name"), admin.displayName),
-			chromedp.SendKeys(chromedp.ID("setup-password"), admin.password),
-			chromedp.SendKeys(chromedp.ID("setup-password2"), admin.password),
-			chromedp.Click(chromedp.ID("setup-submit")))
-
-		secret, step := enrolAuthenticator(ctx, p)
-		saveRecoveryCodes(p)
-		expectSignedIn(p, "after setup", admin.username, "10")
+		secret, step := setUpFirstAdmin(ctx, p, srv, admin)
 		b.watcher.check(t, "setup and enrolment")
 
 		signOut(p)
@@ -127,6 +112,31 @@ func TestEnrollAndSignIn(t *testing.T) {
 		}
 		b.watcher.check(t, "after the canaries")
 	})
+}
+
+// setUpFirstAdmin creates the first administrator through the setup link in
+// p: the setup form, the authenticator and the recovery codes, ending
+// signed in on the home page. It returns the TOTP secret and the step of the
+// code it confirmed.
+func setUpFirstAdmin(ctx context.Context, p *page, srv *parleyServer, admin account) (secret string, step int64) {
+	p.t.Helper()
+	p.do("open the setup link",
+		chromedp.Navigate(srv.setupLink),
+		chromedp.WaitVisible(chromedp.ID("setup-form")))
+	if loc := p.location(); strings.Contains(loc, "#") {
+		p.t.Errorf("the setup token stays in the address bar: %s", loc)
+	}
+	p.do("fill in the setup form",
+		chromedp.SendKeys(chromedp.ID("setup-username"), admin.username),
+		chromedp.SendKeys(chromedp.ID("setup-display-name"), admin.displayName),
+		chromedp.SendKeys(chromedp.ID("setup-password"), admin.password),
+		chromedp.SendKeys(chromedp.ID("setup-password2"), admin.password),
+		chromedp.Click(chromedp.ID("setup-submit")))
+
+	secret, step = enrolAuthenticator(ctx, p)
+	saveRecoveryCodes(p)
+	expectSignedIn(p, "after setup", admin.username, "10")
+	return secret, step
 }
 
 // enrolAuthenticator runs the authenticator step that follows setup and

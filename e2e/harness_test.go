@@ -349,6 +349,40 @@ func (s *parleyServer) addUser(ctx context.Context, t *testing.T, username strin
 	return link
 }
 
+// addUserWithPassword runs `parley user add --password-stdin` against the
+// server's data directory, piping the password on standard input as an
+// operator's script would. The account has a password and no authenticator
+// yet (it enrols TOTP at its first sign-in).
+func (s *parleyServer) addUserWithPassword(ctx context.Context, t *testing.T, a account) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	args := []string{"user", "add",
+		"--username", a.username,
+		"--password-stdin",
+		"--data-dir", s.dataDir,
+		"--public-url", s.publicURL,
+		"--log-format", "json"}
+	if a.displayName != "" {
+		args = append(args, "--display-name", a.displayName)
+	}
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Env = parleyEnv()
+	cmd.Stdin = strings.NewReader(a.password + "\n")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("parley user add --username %s --password-stdin: %v\nstdout:\n%s\nstderr:\n%s", a.username, err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "created "+a.username) {
+		t.Fatalf("parley user add did not say it created %s:\nstdout:\n%s\nstderr:\n%s", a.username, stdout.String(), stderr.String())
+	}
+	if link := enrollLinkRE.FindString(stdout.String()); link != "" {
+		t.Errorf("parley user add --password-stdin printed an enrolment link anyway: %s", link)
+	}
+}
+
 // TOTP as Parley uses it: RFC 6238, SHA-1, 6 digits, 30-second steps.
 const totpPeriod = 30
 

@@ -14,14 +14,18 @@ import (
 //go:embed pages static
 var files embed.FS
 
-// Pages maps each route path to its HTML file inside FS. The map is new on
-// every call, so callers may keep or change it.
+// Pages maps each route to its HTML file inside FS. A route is a Fiber
+// route pattern: ":id" is one path segment, which the page reads from
+// location.pathname itself (the server only serves the file). The map is
+// new on every call, so callers may keep or change it.
 func Pages() map[string]string {
 	return map[string]string{
-		"/":       "pages/index.html",
-		"/login":  "pages/login.html",
-		"/enroll": "pages/enroll.html",
-		"/setup":  "pages/setup.html",
+		"/":                   "pages/index.html",
+		"/login":              "pages/login.html",
+		"/enroll":             "pages/enroll.html",
+		"/setup":              "pages/setup.html",
+		"/rooms/:id/settings": "pages/room-settings.html",
+		"/join/:id":           "pages/join.html",
 	}
 }
 

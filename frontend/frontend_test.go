@@ -46,7 +46,7 @@ func filesWithExt(t *testing.T, ext string) []string {
 
 func TestPagesExist(t *testing.T) {
 	pages := Pages()
-	for _, route := range []string{"/", "/login", "/enroll", "/setup"} {
+	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id/settings", "/join/:id"} {
 		file, ok := pages[route]
 		if !ok {
 			t.Errorf("Pages() has no %q", route)
@@ -268,7 +268,16 @@ func TestStableIDs(t *testing.T) {
 			"download-codes", "copy-codes", "codes-saved", "enroll-done"},
 		"pages/setup.html": {"setup-form", "setup-username", "setup-display-name", "setup-password",
 			"setup-password2", "setup-submit", "setup-error", "qr", "totp-secret", "confirm-code"},
-		"pages/index.html": {"whoami", "recovery-left", "logout", "regen-form", "regen-password", "regen-code"},
+		"pages/index.html": {"whoami", "recovery-left", "logout", "regen-form", "regen-password", "regen-code",
+			"rooms-list", "rooms-error", "create-room-form", "room-name", "room-lobby", "room-guests",
+			"create-room-submit"},
+		"pages/room-settings.html": {"settings-error", "no-room", "settings-form", "settings-name", "settings-lobby",
+			"settings-guests", "settings-submit", "members-list", "add-member-form", "add-member-username",
+			"add-member-role", "add-member-submit", "invite-form", "invite-role", "invite-expires",
+			"invite-max-uses", "invite-submit", "invite-url", "invite-copy", "invites-list", "delete-room",
+			"delete-room-confirm", "delete-room-cancel"},
+		"pages/join.html": {"join-error", "join-form", "join-name", "join-submit", "join-room-name", "join-waiting",
+			"join-missing"},
 	}
 	for page, ids := range want {
 		html := readFile(t, page)
@@ -282,6 +291,74 @@ func TestStableIDs(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("%s: no element with id %q in the page or its modules", page, id)
+			}
+		}
+	}
+}
+
+// TestRoutePatterns: every route is a plain path or a Fiber pattern whose
+// parameters are whole segments (":id"), and the page of a parameterised
+// route loads a module that reads location.pathname (the server only
+// serves the file; it passes no parameter in).
+func TestRoutePatterns(t *testing.T) {
+	segment := regexp.MustCompile(`^(?:[a-z][a-z0-9-]*|:[a-z]+)$`)
+	for route, file := range Pages() {
+		if route == "/" {
+			continue
+		}
+		if !strings.HasPrefix(route, "/") || strings.HasSuffix(route, "/") {
+			t.Errorf("route %q: want /a/b without a trailing slash", route)
+			continue
+		}
+		params := false
+		for _, seg := range strings.Split(route[1:], "/") {
+			if !segment.MatchString(seg) {
+				t.Errorf("route %q: segment %q is neither a plain name nor :param", route, seg)
+			}
+			params = params || strings.HasPrefix(seg, ":")
+		}
+		if !params {
+			continue
+		}
+		html := readFile(t, file)
+		for _, s := range scriptTag.FindAllStringSubmatch(html, -1) {
+			src := srcAttr.FindStringSubmatch(s[1])
+			if src == nil {
+				continue
+			}
+			mod := readFile(t, path.Join("static", strings.TrimPrefix(src[1], "/static/")))
+			if !strings.Contains(mod, "roomIdFromPath(") && !strings.Contains(mod, "location.pathname") {
+				t.Errorf("route %q: %s does not read its parameter from the path", route, src[1])
+			}
+		}
+	}
+}
+
+var lookupCall = regexp.MustCompile(`\b(?:byId|inputById|formById)\('([^']+)'\)`)
+
+// TestModulesFindTheirElements: every id a page's own module looks up with
+// byId (and friends) is in that page or drawn by one of the modules, so a
+// renamed id fails here and not as a blank page.
+func TestModulesFindTheirElements(t *testing.T) {
+	drawn := map[string]bool{}
+	drawnID := regexp.MustCompile(`\bid: '([^']+)'`)
+	for _, mod := range filesWithExt(t, ".js") {
+		for _, m := range drawnID.FindAllStringSubmatch(readFile(t, mod), -1) {
+			drawn[m[1]] = true
+		}
+	}
+	for _, page := range filesWithExt(t, ".html") {
+		html := readFile(t, page)
+		for _, s := range scriptTag.FindAllStringSubmatch(html, -1) {
+			src := srcAttr.FindStringSubmatch(s[1])
+			if src == nil || !strings.HasPrefix(src[1], "/static/") {
+				continue
+			}
+			mod := path.Join("static", strings.TrimPrefix(src[1], "/static/"))
+			for _, m := range lookupCall.FindAllStringSubmatch(readFile(t, mod), -1) {
+				if !strings.Contains(html, `id="`+m[1]+`"`) && !drawn[m[1]] {
+					t.Errorf("%s: %s looks up #%s, which the page does not have", page, mod, m[1])
+				}
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -115,9 +116,13 @@ type roomView struct {
 
 func (s *Server) view(c *fiber.Ctx, who *caller, r store.Room) roomView {
 	role, _ := s.rbac.RoomRole(c.UserContext(), who.subject, r.ID)
-	perms := s.rbac.Permissions(c.UserContext(), who.subject, r.ID)
-	if perms == nil {
-		perms = []string{}
+	// The caller's rights in this room; global rights (admin.*,
+	// rooms.create) are not the room's business.
+	perms := []string{}
+	for _, p := range s.rbac.Permissions(c.UserContext(), who.subject, r.ID) {
+		if strings.HasPrefix(p, "room.") || strings.HasPrefix(p, "recording.") {
+			perms = append(perms, p)
+		}
 	}
 	return roomView{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed,
 		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Role: role, Permissions: perms}
@@ -501,9 +506,10 @@ func (s *Server) handleRevokeInvite(c *fiber.Ctx) error {
 
 var errBadInvite = &Error{Status: http.StatusNotFound, Code: "invalid_invite", Message: "this invitation is not valid: it has expired, was revoked or has been used up"}
 
-// handleRedeemInvite spends one use of an invite. A guest or viewer invite
-// opens a guest session for that one room; a member invite needs a
-// signed-in account and adds it to the room.
+// handleRedeemInvite spends one use of an invite. Everything that could
+// refuse is checked before the use is spent. A signed-in person joins with
+// their account; otherwise a guest or viewer invite opens a guest session
+// for that one room, and a member invite asks them to sign in first.
 func (s *Server) handleRedeemInvite(c *fiber.Ctx) error {
 	var req struct {
 		Token       string `json:"token"`
@@ -516,26 +522,7 @@ func (s *Server) handleRedeemInvite(c *fiber.Ctx) error {
 	if req.Token == "" || len(req.Token) > 128 {
 		return errBadInvite
 	}
-	// A member invite is only for a signed-in user; resolve that first so
-	// that a refused attempt does not spend a use.
-	var p *auth.Principal
-	if c.Cookies(auth.CookieName) != "" || c.Get(fiber.HeaderAuthorization) != "" {
-		var err error
-		if p, err = s.principal(c); err != nil {
-			return err
-		}
-		if !p.ViaToken && !p.CheckCSRF(c.Get("X-CSRF-Token")) {
-			return errCSRF
-		}
-	}
-	var guestName string
-	if p == nil {
-		var err error
-		if guestName, err = text.Clean(req.DisplayName, 1, 64); err != nil {
-			return &Error{Status: http.StatusBadRequest, Code: "invalid_display_name", Message: auth.ErrInvalidDisplayName.Error()}
-		}
-	}
-	inv, err := s.store.UseInvite(ctx, auth.HashToken(req.Token), s.now().UnixMicro())
+	inv, err := s.store.InviteByTokenHash(ctx, auth.HashToken(req.Token), s.now().UnixMicro())
 	if errors.Is(err, store.ErrNotFound) {
 		s.auditEvent(c, "anonymous", "invite.redeem", "", audit.Denied, map[string]any{"reason": "invalid invite"})
 		return errBadInvite
@@ -547,15 +534,27 @@ func (s *Server) handleRedeemInvite(c *fiber.Ctx) error {
 	if err != nil {
 		return errBadInvite
 	}
-	if rbac.InviteRequiresAccount(inv.Role) || p != nil {
-		// A signed-in person joins with their account, whatever the role.
-		if p == nil {
-			// Give the use back: the person signs in and tries again.
-			s.store.UnuseInvite(ctx, inv.ID)
-			return &Error{Status: http.StatusUnauthorized, Code: "sign_in_required", Message: "sign in first: this invitation adds your account to the room"}
+	// A signed-in person joins with their account. A session cookie that
+	// no longer works is ignored for a guest invite (the person may still
+	// come in as a guest) and answered with sign_in_required otherwise.
+	var p *auth.Principal
+	if c.Cookies(auth.CookieName) != "" || c.Get(fiber.HeaderAuthorization) != "" {
+		p, err = s.principal(c)
+		if err != nil && !errors.Is(err, errUnauthenticated) {
+			return err
 		}
+		if p != nil && !p.ViaToken && !p.CheckCSRF(c.Get("X-CSRF-Token")) {
+			return errCSRF
+		}
+	}
+	if p != nil {
 		who := userCaller(p)
 		if _, already := s.rbac.RoomRole(ctx, who.subject, r.ID); !already {
+			if _, err := s.store.UseInvite(ctx, inv.TokenHash, s.now().UnixMicro()); errors.Is(err, store.ErrNotFound) {
+				return errBadInvite
+			} else if err != nil {
+				return err
+			}
 			if err := s.rbac.SetRoomRole(ctx, who.subject, r.ID, inv.Role); err != nil {
 				return rbacError(err)
 			}
@@ -563,9 +562,21 @@ func (s *Server) handleRedeemInvite(c *fiber.Ctx) error {
 		s.auditEvent(c, who.actor, "invite.redeem", "room:"+r.ID, audit.Success, map[string]any{"invite": inv.ID, "role": inv.Role})
 		return c.JSON(fiber.Map{"room": s.view(c, who, r)})
 	}
+	if rbac.InviteRequiresAccount(inv.Role) {
+		return &Error{Status: http.StatusUnauthorized, Code: "sign_in_required", Message: "sign in first: this invitation adds your account to the room"}
+	}
 	if !r.GuestsAllowed {
 		s.auditEvent(c, "anonymous", "invite.redeem", "room:"+r.ID, audit.Denied, map[string]any{"invite": inv.ID, "reason": "guests not allowed"})
 		return errBadInvite
+	}
+	guestName, err := text.Clean(req.DisplayName, 1, 64)
+	if err != nil {
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_display_name", Message: auth.ErrInvalidDisplayName.Error()}
+	}
+	if _, err := s.store.UseInvite(ctx, inv.TokenHash, s.now().UnixMicro()); errors.Is(err, store.ErrNotFound) {
+		return errBadInvite // used up by someone else meanwhile
+	} else if err != nil {
+		return err
 	}
 	ng, err := s.auth.OpenGuestSession(ctx, r.ID, inv.ID, guestName, s.meta(c))
 	if err != nil {

@@ -182,7 +182,7 @@ func TestInvitesAndGuests(t *testing.T) {
 	expect(t, "guest sees the room", g1.get("/api/v1/rooms/"+id), 200, "")
 	expect(t, "guest 2", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": token, "display_name": "Two"}), 200, "")
 	expect(t, "guest 3", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": token, "display_name": "Three"}), 404, "invalid_invite")
-	expect(t, "no display name", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": token}), 400, "invalid_display_name")
+	expect(t, "no display name", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": token2(t, f, id)}), 400, "invalid_display_name")
 
 	// A guest session opens that one room and nothing else.
 	other := f.createRoom(t, "elsewhere", true)
@@ -202,6 +202,25 @@ func TestInvitesAndGuests(t *testing.T) {
 	members := f.host.get("/api/v1/rooms/" + id + "/members")
 	if !strings.Contains(string(members.raw), `"kind":"guest"`) || !strings.Contains(string(members.raw), `\u003cimg src=x onerror=alert(1)\u003e`) {
 		t.Errorf("members with guests: %s", members.raw)
+	}
+
+	// A refused redemption spends nothing: the closed room's guest invite
+	// (made while it admitted guests) and the host's own link.
+	expect(t, "open the closed room", f.host.do("PATCH", "/api/v1/rooms/"+closed, map[string]any{"guests_allowed": true}, nil), 200, "")
+	r = f.host.post("/api/v1/rooms/"+closed+"/invites", map[string]any{"role": "guest", "max_uses": 1})
+	ctok := strings.TrimPrefix(r.str("url"), "https://localhost:8443/join/"+closed+"#")
+	expect(t, "close it again", f.host.do("PATCH", "/api/v1/rooms/"+closed, map[string]any{"guests_allowed": false}, nil), 200, "")
+	expect(t, "guest into a closed room", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": ctok, "display_name": "Gwen"}), 404, "invalid_invite")
+	expect(t, "host opens own link", f.host.post("/api/v1/invites/redeem", map[string]string{"token": ctok}), 200, "")
+	if l := f.host.get("/api/v1/rooms/" + closed + "/invites"); !strings.Contains(string(l.raw), `"uses":0`) {
+		t.Errorf("refused redemptions spent uses: %s", l.raw)
+	}
+	// A dead session cookie does not keep a guest out.
+	ghost := ts.browser(t)
+	r = ghost.do("POST", "/api/v1/invites/redeem", map[string]string{"token": token2(t, f, id), "display_name": "Ghost"}, map[string]string{"Cookie": "__Host-parley=expired"})
+	expect(t, "guest with a dead session cookie", r, 200, "")
+	if perms := f.admin.get("/api/v1/rooms/" + id).body["room"].(map[string]any)["permissions"].([]any); slices.Contains(perms, any("admin.users")) {
+		t.Errorf("room permissions carry global ones: %v", perms)
 	}
 
 	// Expiry and revocation.
@@ -224,7 +243,9 @@ func TestInvitesAndGuests(t *testing.T) {
 	// A member invite adds a signed-in account, and only a signed-in one.
 	r = f.host.post("/api/v1/rooms/"+closed+"/invites", map[string]any{"role": "member", "max_uses": 1})
 	mtok := strings.TrimPrefix(r.str("url"), "https://localhost:8443/join/"+closed+"#")
-	expect(t, "member invite anonymously", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": mtok, "display_name": "Anon"}), 401, "sign_in_required")
+	expect(t, "member invite anonymously", ts.browser(t).post("/api/v1/invites/redeem", map[string]string{"token": mtok}), 401, "sign_in_required")
+	dead := ts.browser(t)
+	expect(t, "member invite with a dead session", dead.do("POST", "/api/v1/invites/redeem", map[string]string{"token": mtok}, map[string]string{"Cookie": "__Host-parley=expired"}), 401, "sign_in_required")
 	r = f.carol.post("/api/v1/invites/redeem", map[string]string{"token": mtok})
 	expect(t, "member invite signed in", r, 200, "")
 	if role, _ := ts.authz.RoomRole(context.Background(), rbac.UserSubject(userID(t, f.carol)), closed); role != rbac.RoleRoomMember {
@@ -287,4 +308,12 @@ func TestGlobalRolesAdmin(t *testing.T) {
 	expect(t, "demote bob", f.admin.do("PUT", "/api/v1/admin/users/bob/roles", map[string]any{"roles": []string{"member"}}, nil), 200, "")
 	expect(t, "demote the last admin", f.admin.do("PUT", "/api/v1/admin/users/root/roles", map[string]any{"roles": []string{"member"}}, nil), 409, "last_admin")
 	f.ts.expectAudit(t, "admin.roles_set/success")
+}
+
+// token2 makes a fresh one-use guest invite and returns its token.
+func token2(t *testing.T, f *roomsFixture, room string) string {
+	t.Helper()
+	r := f.host.post("/api/v1/rooms/"+room+"/invites", map[string]any{"role": "guest"})
+	expect(t, "invite", r, 201, "")
+	return strings.TrimPrefix(r.str("url"), "https://localhost:8443/join/"+room+"#")
 }

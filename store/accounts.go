@@ -289,3 +289,69 @@ func (s *Store) DeleteExpired(ctx context.Context, nowUS, sessionIdleBeforeUS in
 	}
 	return total, nil
 }
+
+// LiveSessions returns which of ids are sessions that are still valid at
+// nowUS (not past their absolute end, used since idleAfterUS, and of an
+// enabled account with MFA) and moves their idle clocks to nowUS: a
+// connection that is open counts as use.
+func (s *Store) LiveSessions(ctx context.Context, ids []string, nowUS, idleAfterUS int64) (map[string]bool, error) {
+	return s.liveAndTouch(ctx, ids, nowUS, idleAfterUS,
+		`SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
+		 WHERE s.expires_us > $1 AND s.last_seen_us > $2 AND NOT u.disabled AND u.mfa_enabled AND s.id IN (`,
+		`UPDATE sessions SET last_seen_us = $1 WHERE id IN (`)
+}
+
+// LiveGuestSessions is LiveSessions for guest sessions.
+func (s *Store) LiveGuestSessions(ctx context.Context, ids []string, nowUS, idleAfterUS int64) (map[string]bool, error) {
+	return s.liveAndTouch(ctx, ids, nowUS, idleAfterUS,
+		`SELECT id FROM guest_sessions WHERE expires_us > $1 AND last_seen_us > $2 AND id IN (`,
+		`UPDATE guest_sessions SET last_seen_us = $1 WHERE id IN (`)
+}
+
+func (s *Store) liveAndTouch(ctx context.Context, ids []string, nowUS, idleAfterUS int64, selectPrefix, updatePrefix string) (map[string]bool, error) {
+	live := make(map[string]bool, len(ids))
+	for start := 0; start < len(ids); start += 500 {
+		batch := ids[start:min(start+500, len(ids))]
+		args := []any{nowUS, idleAfterUS}
+		var in strings.Builder
+		for i, id := range batch {
+			if i > 0 {
+				in.WriteString(", ")
+			}
+			fmt.Fprintf(&in, "$%d", i+3)
+			args = append(args, id)
+		}
+		rows, err := s.db.QueryContext(ctx, selectPrefix+in.String()+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("live sessions: %w", err)
+		}
+		var alive []any
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("live sessions: %w", err)
+			}
+			live[id] = true
+			alive = append(alive, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("live sessions: %w", err)
+		}
+		if len(alive) == 0 {
+			continue
+		}
+		var upd strings.Builder
+		for i := range alive {
+			if i > 0 {
+				upd.WriteString(", ")
+			}
+			fmt.Fprintf(&upd, "$%d", i+2)
+		}
+		if _, err := s.db.ExecContext(ctx, updatePrefix+upd.String()+`)`, append([]any{nowUS}, alive...)...); err != nil {
+			return nil, fmt.Errorf("touch live sessions: %w", err)
+		}
+	}
+	return live, nil
+}

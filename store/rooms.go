@@ -162,10 +162,11 @@ func (s *Store) UseInvite(ctx context.Context, h string, nowUS int64) (Invite, e
 		RETURNING `+inviteColumns, h, nowUS))
 }
 
-// UnuseInvite gives back one use spent by UseInvite.
-func (s *Store) UnuseInvite(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE invites SET uses = uses - 1 WHERE id = $1 AND uses > 0`, id)
-	return err
+// InviteByTokenHash returns the live invite (not revoked, not expired,
+// not used up) whose token hashes to h, without spending a use.
+func (s *Store) InviteByTokenHash(ctx context.Context, h string, nowUS int64) (Invite, error) {
+	return scanInvite(s.db.QueryRowContext(ctx, `SELECT `+inviteColumns+` FROM invites
+		WHERE token_hash = $1 AND revoked_us = 0 AND expires_us > $2 AND uses < max_uses`, h, nowUS))
 }
 
 // GuestSession is a guest's way into one room, opened by an invite.

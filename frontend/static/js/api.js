@@ -3,7 +3,7 @@
 // Every call is a same-origin fetch that is never cached. The session is an
 // HttpOnly cookie this code never sees; the CSRF token from the latest
 // /api/v1/me (or sign-in) answer lives only in this module's memory and goes
-// out as X-CSRF-Token on every POST once it is known.
+// out as X-CSRF-Token on every POST, PATCH, PUT and DELETE once it is known.
 
 /** @type {string} */
 let csrfToken = '';
@@ -67,9 +67,9 @@ function fallbackMessage(status) {
 }
 
 /**
- * @param {'GET'|'POST'} method
+ * @param {'GET'|'POST'|'PATCH'|'PUT'|'DELETE'} method
  * @param {string} path
- * @param {object} [body]
+ * @param {object} [body] sent as JSON; DELETE sends none
  * @returns {Promise<any>} the decoded JSON answer; an empty object for 204
  */
 async function request(method, path, body) {
@@ -78,9 +78,11 @@ async function request(method, path, body) {
   /** @type {RequestInit} */
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
   if (method !== 'GET') {
-    headers['Content-Type'] = 'application/json';
     if (csrfToken !== '') headers['X-CSRF-Token'] = csrfToken;
-    init.body = JSON.stringify(body ?? {});
+    if (method !== 'DELETE') {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body ?? {});
+    }
   }
 
   let res;
@@ -135,4 +137,44 @@ export function apiGet(path) {
  */
 export function apiPost(path, body) {
   return request('POST', path, body);
+}
+
+/**
+ * PATCH a JSON body (only the fields to change); sends the CSRF token.
+ * @param {string} path
+ * @param {object} body
+ */
+export function apiPatch(path, body) {
+  return request('PATCH', path, body);
+}
+
+/**
+ * PUT a JSON body; sends the CSRF token.
+ * @param {string} path
+ * @param {object} body
+ */
+export function apiPut(path, body) {
+  return request('PUT', path, body);
+}
+
+/**
+ * DELETE a resource (no body); sends the CSRF token.
+ * @param {string} path
+ */
+export function apiDelete(path) {
+  return request('DELETE', path);
+}
+
+/**
+ * One path segment for an API URL, such as a room id or a username:
+ * percent-encoded, so it can never add a "/"; "." and ".." (which fetch
+ * would resolve) and the empty segment are refused.
+ * @param {string} value
+ * @returns {string}
+ */
+export function seg(value) {
+  if (value === '' || value === '.' || value === '..') {
+    throw new Error(`parley: ${JSON.stringify(value)} is not a path segment`);
+  }
+  return encodeURIComponent(value);
 }

@@ -7,7 +7,8 @@
 import { ApiError, apiPost } from './api.js';
 import { runEnrollment, takeStoredChallenge } from './enroll.js';
 import {
-  byId, clearError, focusOn, formById, inputById, passwordsMatch, reloadOnNewFragment, setBusy, showError, takeFragmentToken,
+  byId, clearError, focusOn, formById, inputById, nextPath, passwordsMatch, reloadOnNewFragment, setBusy, showError,
+  takeFragmentToken,
 } from './ui.js';
 
 const errorEl = byId('enroll-error');
@@ -27,11 +28,12 @@ const storedChallenge = takeStoredChallenge();
 /**
  * @param {string} challenge
  * @param {string} [username]
+ * @param {string} [doneHref] where to go at the end; '/' by default
  */
-function startEnrollment(challenge, username) {
+function startEnrollment(challenge, username, doneHref = '/') {
   intro.hidden = true;
   activateForm.hidden = true;
-  void runEnrollment({ challenge, container: steps, errorEl, username });
+  void runEnrollment({ challenge, container: steps, errorEl, username, doneHref });
 }
 
 if (token !== '') {
@@ -75,7 +77,8 @@ if (token !== '') {
     startEnrollment(res.challenge, typeof res.username === 'string' ? res.username : '');
   });
 } else if (storedChallenge !== '') {
-  startEnrollment(storedChallenge);
+  // From /login, which passes on where the person was going.
+  startEnrollment(storedChallenge, undefined, nextPath());
 } else {
   intro.hidden = true;
   missing.hidden = false;

@@ -1,11 +1,15 @@
 // index.js: the signed-in home page (/). It shows who is signed in, the
-// state of their recovery codes, sign-out, and regenerating the codes.
+// rooms they are in and a form to create one, the state of their recovery
+// codes, sign-out, and regenerating the codes.
 
-import { ApiError, apiGet, apiPost, setCsrfToken } from './api.js';
+import { ApiError, apiGet, apiPost, seg, setCsrfToken } from './api.js';
 import { codesPanel } from './codes.js';
+import { can, roleName, roomView } from './rooms.js';
 import {
   byId, clearError, digitsOnly, el, focusOn, formById, inputById, setBusy, showError,
 } from './ui.js';
+
+/** @import { RoomView } from './rooms.js' */
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** A recovery code used this recently gets a visible warning. */
@@ -28,6 +32,15 @@ const regenPassword = inputById('regen-password');
 const regenCode = inputById('regen-code');
 const regenError = byId('regen-error');
 const regenResult = byId('regen-result');
+const roomsError = byId('rooms-error');
+const roomsLoading = byId('rooms-loading');
+const roomsEmpty = byId('rooms-empty');
+const roomsList = byId('rooms-list');
+const createForm = formById('create-room-form');
+const roomName = inputById('room-name');
+const roomLobby = inputById('room-lobby');
+const roomGuests = inputById('room-guests');
+const createStatus = byId('create-room-status');
 
 /** @type {string} */
 let username = '';
@@ -178,5 +191,92 @@ regenForm.addEventListener('submit', async (ev) => {
   }
 });
 
+/**
+ * One room of the list: its name (a link to its settings for those who may
+ * manage it), the caller's role, and how it admits people.
+ * @param {RoomView} room
+ */
+function roomItem(room) {
+  const li = el('li', { className: 'item', attrs: { 'data-room-id': room.id, 'data-role': room.role } });
+  const name = can(room, 'room.manage')
+    ? el('a', { className: 'item-name', text: room.name, attrs: { href: `/rooms/${seg(room.id)}/settings` } })
+    : el('span', { className: 'item-name', text: room.name });
+  const head = el('div', { className: 'item-head' }, name);
+  if (room.role !== '') {
+    head.append(el('span', { className: 'badge', text: roleName(room.role) }));
+  }
+  const facts = [room.lobby ? 'Lobby' : 'No lobby', room.guestsAllowed ? 'guests allowed' : 'no guests'];
+  li.append(head, el('p', { className: 'muted small item-facts', text: facts.join(' · ') }));
+  return li;
+}
+
+/** Fetches and draws the rooms the person may join. */
+async function loadRooms() {
+  clearError(roomsError);
+  /** @type {any} */
+  let res;
+  try {
+    res = await apiGet('/api/v1/rooms');
+  } catch (err) {
+    roomsLoading.hidden = true;
+    if (err instanceof ApiError && err.status === 401) {
+      await loadMe();
+      return;
+    }
+    showError(roomsError, err);
+    return;
+  }
+  const items = [];
+  for (const v of Array.isArray(res.rooms) ? res.rooms : []) {
+    const room = roomView(v);
+    if (room) items.push(roomItem(room));
+  }
+  roomsList.replaceChildren(...items);
+  roomsLoading.hidden = true;
+  roomsEmpty.hidden = items.length > 0;
+}
+
+let creating = false;
+createForm.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (creating) return;
+  clearError(roomsError);
+  createStatus.textContent = '';
+  const name = roomName.value.trim();
+  if (name === '') {
+    showError(roomsError, 'Enter a name for the room.');
+    roomName.focus();
+    return;
+  }
+  creating = true;
+  setBusy(createForm, true);
+  try {
+    /** @type {any} */
+    const res = await apiPost('/api/v1/rooms', {
+      name,
+      lobby: roomLobby.checked,
+      guests_allowed: roomGuests.checked,
+    });
+    const room = roomView(res);
+    createForm.reset();
+    createStatus.textContent = room
+      ? `Created the room “${room.name}”. Open its settings to add people or invite guests.`
+      : 'Created the room.';
+    await loadRooms();
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 401 || err.code === 'csrf')) {
+      // Signed out meanwhile (then loadMe goes to /login), or a stale token.
+      if (!(await loadMe())) return;
+    }
+    showError(roomsError, err);
+    roomName.focus();
+  } finally {
+    creating = false;
+    setBusy(createForm, false);
+  }
+});
+
 digitsOnly(regenCode);
-void loadMe();
+void loadMe().then((ok) => {
+  if (ok) void loadRooms();
+});

@@ -5,7 +5,7 @@
 import { ApiError, apiPost, setCsrfToken } from './api.js';
 import { CHALLENGE_KEY } from './enroll.js';
 import {
-  byId, clearError, digitsOnly, formById, inputById, setBusy, showError,
+  byId, clearError, digitsOnly, formById, inputById, nextPath, setBusy, showError,
 } from './ui.js';
 
 const errorEl = byId('login-error');
@@ -25,25 +25,6 @@ const startOver = byId('mfa-start-over');
 let challenge = '';
 let recoveryMode = false;
 let sending = false;
-
-/**
- * Where to go once signed in: ?next= when it is a path on this site,
- * otherwise "/". "//host", "/\host" and control characters are refused
- * because browsers read them as another host.
- * @returns {string}
- */
-function nextPath() {
-  const next = new URLSearchParams(window.location.search).get('next');
-  if (!next || !next.startsWith('/') || next.startsWith('//')) return '/';
-  if (/[\\\u0000-\u001f\u007f]/.test(next)) return '/';
-  try {
-    const url = new URL(next, window.location.origin);
-    if (url.origin !== window.location.origin) return '/';
-    return url.pathname + url.search + url.hash;
-  } catch {
-    return '/';
-  }
-}
 
 /** @param {boolean} on */
 function setRecoveryMode(on) {
@@ -106,7 +87,9 @@ loginForm.addEventListener('submit', async (ev) => {
         showError(errorEl, 'This browser blocks session storage, which Parley needs to finish setting up your account.');
         return;
       }
-      window.location.assign('/enroll');
+      // After enrolment, /enroll goes on to the same ?next= as sign-in.
+      const next = nextPath();
+      window.location.assign(next === '/' ? '/enroll' : '/enroll?next=' + encodeURIComponent(next));
       return;
     } else {
       showError(errorEl, 'Parley sent an unexpected answer. Reload the page and try again.');

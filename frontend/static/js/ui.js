@@ -177,3 +177,23 @@ export function passwordsMatch(first, second, errorTarget) {
   second.focus();
   return false;
 }
+
+/**
+ * Where to go once signed in (or enrolled): ?next= when it is a path on
+ * this site, such as /join/abc or /rooms/abc/settings, otherwise "/".
+ * "//host", "/\host" and control characters are refused because browsers
+ * read them as another host.
+ * @returns {string}
+ */
+export function nextPath() {
+  const next = new URLSearchParams(window.location.search).get('next');
+  if (!next || !next.startsWith('/') || next.startsWith('//')) return '/';
+  if (/[\\\u0000-\u001f\u007f]/.test(next)) return '/';
+  try {
+    const url = new URL(next, window.location.origin);
+    if (url.origin !== window.location.origin) return '/';
+    return url.pathname + url.search + url.hash;
+  } catch {
+    return '/';
+  }
+}
