@@ -96,6 +96,14 @@ func (s *Server) room(c *fiber.Ctx, who *caller, action string) (store.Room, err
 	return r, errForbidden
 }
 
+// managedRoom resolves the signed-in caller and the room of the path,
+// which they must be allowed to manage.
+func (s *Server) managedRoom(c *fiber.Ctx) (*caller, store.Room, error) {
+	who := userCaller(principalOf(c))
+	r, err := s.room(c, who, rbac.ActRoomManage)
+	return who, r, err
+}
+
 func (s *Server) auditEvent(c *fiber.Ctx, actor, action, target, outcome string, details map[string]any) {
 	if _, err := s.audit.Record(c.UserContext(), audit.Event{Actor: actor, Action: action, Target: target,
 		Outcome: outcome, ClientIP: s.ClientIP(c), Details: details}); err != nil {
@@ -219,8 +227,7 @@ func (s *Server) handleGetRoom(c *fiber.Ctx) error {
 }
 
 func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	who, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -255,8 +262,7 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 }
 
 func (s *Server) handleDeleteRoom(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	who, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -284,8 +290,7 @@ type memberView struct {
 }
 
 func (s *Server) handleListMembers(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	_, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -349,8 +354,7 @@ func rbacError(err error) error {
 }
 
 func (s *Server) handleSetMember(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	who, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -376,8 +380,7 @@ func (s *Server) handleSetMember(c *fiber.Ctx) error {
 }
 
 func (s *Server) handleRemoveMember(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	who, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -412,8 +415,7 @@ func viewInvite(i store.Invite) inviteView {
 }
 
 func (s *Server) handleListInvites(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	_, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -436,8 +438,7 @@ const (
 )
 
 func (s *Server) handleCreateInvite(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	who, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}
@@ -489,8 +490,7 @@ func (s *Server) handleCreateInvite(c *fiber.Ctx) error {
 }
 
 func (s *Server) handleRevokeInvite(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	r, err := s.room(c, who, rbac.ActRoomManage)
+	who, r, err := s.managedRoom(c)
 	if err != nil {
 		return err
 	}

@@ -45,16 +45,11 @@ func cmdRole(ctx context.Context, args []string, e env) int {
 		return 2
 	}
 	log := newLogger(cfg, e.stderr)
-	st, code := openStore(ctx, cfg, log, e, false)
+	st, authz, code := openPolicy(ctx, cfg, log, e)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
-	authz, err := newAuthorizer(ctx, st, log)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "parley: %v\n", err)
-		return 1
-	}
 	if sub == "define" {
 		role, actions := rest[0], rest[1:]
 		if err := authz.DefineRoomRole(ctx, role, actions); err != nil {

@@ -222,6 +222,22 @@ func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, au
 	return svc, 0
 }
 
+// openPolicy opens the store and loads the authorization policy for an
+// operator command; on failure it reports why and returns the exit status.
+func openPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, e env) (*store.Store, *rbac.Authorizer, int) {
+	st, code := openStore(ctx, cfg, log, e, false)
+	if st == nil {
+		return nil, nil, code
+	}
+	authz, err := newAuthorizer(ctx, st, log)
+	if err != nil {
+		st.Close()
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return nil, nil, 1
+	}
+	return st, authz, 0
+}
+
 // newAuthorizer loads the policy and teaches rbac which accounts exist and
 // are enabled (a disabled account may do nothing, whatever its roles).
 func newAuthorizer(ctx context.Context, st *store.Store, log *slog.Logger) (*rbac.Authorizer, error) {

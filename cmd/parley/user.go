@@ -90,16 +90,11 @@ func cmdUser(ctx context.Context, args []string, e env) int {
 		return 2
 	}
 	log := newLogger(cfg, e.stderr)
-	st, code := openStore(ctx, cfg, log, e, false)
+	st, authz, code := openPolicy(ctx, cfg, log, e)
 	if st == nil {
 		return code
 	}
 	defer st.Close()
-	authz, err := newAuthorizer(ctx, st, log)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "parley: %v\n", err)
-		return 1
-	}
 	svc, code := newAuthService(cfg, st, audit.New(st, nil), authz, log, e)
 	if svc == nil {
 		return code
