@@ -11,9 +11,12 @@ DATA_DIR ?= ./parley-data
 
 .PHONY: run build test vet fmt-check unit e2e vulncheck bench clean
 
-## run: build and start Parley with SQLite in ./parley-data (self-signed TLS)
+## run: build and start Parley with SQLite in ./parley-data (self-signed TLS).
+## For a meeting on this machine or the local network, media from loopback and
+## private addresses is allowed here (production keeps the default: refused).
+RUN_MEDIA_ALLOWED ?= 127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7
 run: build
-	$(BIN) serve --data-dir $(DATA_DIR)
+	$(BIN) serve --data-dir $(DATA_DIR) --media-allowed-remote $(RUN_MEDIA_ALLOWED)
 
 ## build: the parley binary in bin/
 build:

@@ -67,6 +67,88 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	MaxHeaderBytes  int
 	MaxBodyBytes    int
+
+	// Media plane (the SFU).
+	MediaUDPPort int // the one UDP port of all media; 0 picks a free one
+	MediaTCPPort int // ICE-TCP; 0 picks a free one, -1 disables it
+	// MediaListenIP is --media-listen-ip as given; empty means the host of
+	// --listen (MediaListenAddr resolves it).
+	MediaListenIP      string
+	MediaPublicIPs     []netip.Addr
+	MediaInterfaces    []string
+	MediaAllowedRemote []netip.Prefix
+
+	// Signaling sockets.
+	WSAllowedOrigins []string // normalised origins allowed besides the public URL's
+	WSMaxPerUser     int
+	WSMaxPerIP       int
+}
+
+// MediaListenAddr is the address the media sockets bind: --media-listen-ip,
+// or else the host of --listen (127.0.0.1 for localhost, 0.0.0.0 when
+// --listen names no host).
+func (c *Config) MediaListenAddr() string {
+	if c.MediaListenIP != "" {
+		return c.MediaListenIP
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	switch {
+	case err != nil || host == "":
+		return "0.0.0.0"
+	case host == "localhost":
+		return "127.0.0.1"
+	}
+	return host
+}
+
+// WSOrigins are the origins whose pages may open signaling sockets: the
+// public URL's and --ws-allowed-origins, normalised (NormalizeOrigin).
+func (c *Config) WSOrigins() []string {
+	out := []string{}
+	if o, ok := NormalizeOrigin(c.PublicOrigin()); ok {
+		out = append(out, o)
+	}
+	for _, o := range c.WSAllowedOrigins {
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// NormalizeOrigin returns the serialised form of a web origin as browsers
+// send it in the Origin header: lower-case scheme and host, the port only
+// when it is not the scheme's default. It reports false for anything that
+// is not an http or https origin (a path, user info, "null", ...).
+func NormalizeOrigin(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" ||
+		strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#") {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", false
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if host == "" || strings.ContainsAny(host, " %") {
+		return "", false
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return "", false
+		}
+	}
+	if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return scheme + "://" + host, true
 }
 
 // PublicOrigin is the scheme://host[:port] of the public URL, the one origin
@@ -262,6 +344,94 @@ var options = []Option{
 		set: intSetter(1024, 1<<20, func(c *Config) *int { return &c.MaxHeaderBytes })},
 	{Name: "max-body-bytes", Default: "1048576", Usage: "largest request body in `bytes` (1024 to 67108864)",
 		set: intSetter(1024, 64<<20, func(c *Config) *int { return &c.MaxBodyBytes })},
+	{Name: "media-udp-port", Default: "8443", Usage: "the one UDP `port` of all media (ICE); 0 picks a free port",
+		set: intSetter(0, 65535, func(c *Config) *int { return &c.MediaUDPPort })},
+	{Name: "media-tcp-port", Default: "8444", Usage: "TCP `port` for media (ICE-TCP) when UDP is blocked; 0 picks a free port, -1 disables ICE-TCP",
+		set: intSetter(-1, 65535, func(c *Config) *int { return &c.MediaTCPPort })},
+	{Name: "media-listen-ip", Usage: "IP `address` the media sockets bind; default: the host of --listen (0.0.0.0 if it has none)",
+		set: func(c *Config, v string) error {
+			if v == "" {
+				c.MediaListenIP = ""
+				return nil
+			}
+			a, err := netip.ParseAddr(v)
+			if err != nil || a.Zone() != "" {
+				return errors.New("want an IP address such as 0.0.0.0 or 192.0.2.10")
+			}
+			c.MediaListenIP = a.Unmap().String()
+			return nil
+		}},
+	{Name: "media-public-ips", Usage: "comma-separated public IP `addresses` announced for media instead of the local ones (1:1 NAT)",
+		set: func(c *Config, v string) error {
+			c.MediaPublicIPs = nil
+			for _, s := range splitList(v) {
+				a, err := netip.ParseAddr(s)
+				if err != nil || a.Zone() != "" || a.IsUnspecified() {
+					return fmt.Errorf("%q is not an IP address", s)
+				}
+				c.MediaPublicIPs = append(c.MediaPublicIPs, a.Unmap())
+			}
+			return nil
+		}},
+	{Name: "media-interfaces", Usage: "comma-separated network interface `names` media candidates are gathered on; default: all",
+		set: func(c *Config, v string) error {
+			c.MediaInterfaces = nil
+			for _, s := range splitList(v) {
+				if !validInterfaceName(s) {
+					return fmt.Errorf("%q is not an interface name", s)
+				}
+				c.MediaInterfaces = append(c.MediaInterfaces, s)
+			}
+			return nil
+		}},
+	{Name: "media-allowed-remote", Usage: "comma-separated `CIDRs` of private, loopback or link-local peer addresses media may be sent to (refused by default)",
+		set: func(c *Config, v string) error {
+			c.MediaAllowedRemote = nil
+			for _, s := range splitList(v) {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					a, aerr := netip.ParseAddr(s)
+					if aerr != nil || a.Zone() != "" {
+						return fmt.Errorf("%q is not an IP address or CIDR", s)
+					}
+					p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+				}
+				c.MediaAllowedRemote = append(c.MediaAllowedRemote, p.Masked())
+			}
+			return nil
+		}},
+	{Name: "ws-allowed-origins", Usage: "comma-separated `origins` (https://host[:port]) whose pages may open signaling sockets, besides the public URL's",
+		set: func(c *Config, v string) error {
+			c.WSAllowedOrigins = nil
+			for _, s := range splitList(v) {
+				o, ok := NormalizeOrigin(s)
+				if !ok {
+					return fmt.Errorf("%q is not an origin such as https://meet.example.org", s)
+				}
+				if !slices.Contains(c.WSAllowedOrigins, o) {
+					c.WSAllowedOrigins = append(c.WSAllowedOrigins, o)
+				}
+			}
+			return nil
+		}},
+	{Name: "ws-max-per-user", Default: "8", Usage: "signaling sockets one account or guest may have open at once (`count`, 1 to 1000)",
+		set: intSetter(1, 1000, func(c *Config) *int { return &c.WSMaxPerUser })},
+	{Name: "ws-max-per-ip", Default: "32", Usage: "signaling sockets one client address may have open at once (`count`, 1 to 100000)",
+		set: intSetter(1, 100000, func(c *Config) *int { return &c.WSMaxPerIP })},
+}
+
+// validInterfaceName accepts what Linux, BSD and Windows name interfaces
+// with: 1 to 64 letters, digits and . _ - : @.
+func validInterfaceName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-:@", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // Options returns the table of every option, for documentation and tests.

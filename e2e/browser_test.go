@@ -14,21 +14,31 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/log"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
 // consoleWatcher collects what a page reports that a working page must not:
 // console.error and console.assert calls, uncaught exceptions and unhandled
-// rejections, and browser log entries at level error or about the Content
-// Security Policy (a CSP violation is one of those). Its listen method is a
-// chromedp listener: it runs on the tab's reading goroutine and only
-// appends under a lock.
+// rejections, browser log entries at level error or about the Content
+// Security Policy (a CSP violation is one of those), and JavaScript dialogs
+// (alert, confirm, prompt: Parley's pages never open one, so one is script
+// that should not have run). Its listen method is a chromedp listener: it
+// runs on the tab's reading goroutine and only appends under a lock.
 type consoleWatcher struct {
 	mu       sync.Mutex
 	problems []string
 	notes    []string // warnings and other entries, logged but not failed
 	allowed  []allowedHTTPError
+	dialogs  int
+}
+
+// dialogCount is how many JavaScript dialogs opened so far.
+func (w *consoleWatcher) dialogCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dialogs
 }
 
 // allowedHTTPError is an error status that a page's request may get as part
@@ -95,6 +105,11 @@ func (w *consoleWatcher) listen(ev any) {
 			text += " " + d.Exception.Description
 		}
 		problem = fmt.Sprintf("uncaught exception: %s at %s:%d:%d", text, d.URL, d.LineNumber+1, d.ColumnNumber+1)
+	case *cdppage.EventJavascriptDialogOpening:
+		problem = fmt.Sprintf("a JavaScript %s dialog opened on %s: %q", ev.Type, ev.URL, ev.Message)
+		w.mu.Lock()
+		w.dialogs++
+		w.mu.Unlock()
 	case *log.EventEntryAdded:
 		e := ev.Entry
 		where := ""
@@ -324,6 +339,17 @@ func (p *page) waitTrue(step, expr string) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool]("!!("+expr+")", chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
 		p.fatal(step, err)
 	}
+}
+
+// settled waits until the page's document has loaded. Call it after a
+// navigation the page made itself (a link, location.assign) and before the
+// next action that finds elements: chromedp learns of the new document
+// from an event and fetches it again in the background, and an element
+// found before that fetch ends can be gone by the next step ("Could not
+// find node with given id").
+func (p *page) settled(step string) {
+	p.t.Helper()
+	p.waitTrue(step+": the document has loaded", `document.readyState === 'complete'`)
 }
 
 func (p *page) location() string {

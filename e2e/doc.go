@@ -10,4 +10,13 @@
 // -chromium (default /usr/lib/chromium/chromium). Environment:
 // PARLEY_E2E_OPTIONAL=1 skips instead of failing when Chromium is missing,
 // PARLEY_E2E_SCREENSHOTS=1 writes screenshots to testdata/out/.
+//
+// TestMeeting runs three Chromium processes with a fake camera and
+// microphone against one server whose media plane binds 127.0.0.1 and
+// accepts loopback peers (--media-allowed-remote 127.0.0.0/8). To read
+// getStats() and to make the viewer's page try to publish, the test adds a
+// script to each meeting tab through the DevTools protocol
+// (Page.addScriptToEvaluateOnNewDocument) that records the page's
+// RTCPeerConnections in window.__e2e.pcs; the pages themselves have no
+// test hook.
 package e2e

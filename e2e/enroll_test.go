@@ -145,6 +145,7 @@ func setUpFirstAdmin(ctx context.Context, p *page, srv *parleyServer, admin acco
 func enrolAuthenticator(ctx context.Context, p *page) (secret string, step int64) {
 	p.t.Helper()
 	p.do("wait for the authenticator step", chromedp.WaitVisible(chromedp.ID("totp-secret")))
+	p.settled("the authenticator step")
 	secret = eval[string](p, "read the key", `document.getElementById('totp-secret').dataset.secret`)
 	if !base32Secret.MatchString(secret) {
 		p.t.Fatalf("data-secret %q is not an unpadded base32 key", secret)
@@ -194,6 +195,7 @@ func saveRecoveryCodes(p *page) []string {
 func expectSignedIn(p *page, when, username, codesLeft string) {
 	p.t.Helper()
 	p.do("wait for the home page "+when, chromedp.WaitVisible(chromedp.ID("whoami")))
+	p.settled("the home page " + when)
 	if path := pathOf(p.location()); path != "/" {
 		p.t.Errorf("%s: at %s, want /", when, path)
 	}
@@ -213,6 +215,7 @@ func signOut(p *page) {
 	p.do("sign out",
 		chromedp.Click(chromedp.ID("logout")),
 		chromedp.WaitVisible(chromedp.ID("login-form")))
+	p.settled("sign out")
 	if path := pathOf(p.location()); path != "/login" {
 		p.t.Errorf("after signing out: at %s, want /login", path)
 	}

@@ -157,14 +157,17 @@ var (
 // /readyz answers, and reads the first-run setup link from its stdout. It is
 // stopped (SIGTERM, then SIGKILL) when the test ends; a server that does not
 // stop cleanly fails the test.
-func startParley(ctx context.Context, t *testing.T, bin string) *parleyServer {
+//
+// extra are more arguments of `parley serve`, such as the media options of
+// the meeting test.
+func startParley(ctx context.Context, t *testing.T, bin string, extra ...string) *parleyServer {
 	t.Helper()
 	dataDir := t.TempDir()
 	var lastErr error
 	// A free port can be taken between the probe and the server's bind, so
 	// try a few ports.
 	for attempt := 0; attempt < 3; attempt++ {
-		srv, err := tryStartParley(ctx, t, bin, dataDir, freeLoopbackPort(t))
+		srv, err := tryStartParley(ctx, t, bin, dataDir, freeLoopbackPort(t), extra...)
 		if err == nil {
 			return srv
 		}
@@ -177,7 +180,7 @@ func startParley(ctx context.Context, t *testing.T, bin string) *parleyServer {
 	return nil
 }
 
-func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port int) (*parleyServer, error) {
+func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port int, extra ...string) (*parleyServer, error) {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &parleyServer{
@@ -187,11 +190,16 @@ func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port
 		stdout:    &syncBuffer{},
 		stderr:    &syncBuffer{},
 	}
-	cmd := exec.Command(bin, "serve",
+	args := append([]string{"serve",
 		"--listen", addr,
 		"--public-url", s.publicURL,
 		"--data-dir", dataDir,
-		"--log-format", "json")
+		"--log-format", "json",
+		// Media on a free UDP port of 127.0.0.1 (the host of --listen) and
+		// no ICE-TCP, so that no fixed port can clash.
+		"--media-udp-port", "0",
+		"--media-tcp-port", "-1"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = s.stdout
 	cmd.Stderr = s.stderr
 	cmd.Env = parleyEnv()

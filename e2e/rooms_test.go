@@ -69,11 +69,12 @@ func TestRoomsAndGuestInvite(t *testing.T) {
 	}
 	host.do("submit the new room",
 		chromedp.Click(chromedp.ID("create-room-submit")),
-		chromedp.WaitVisible(chromedp.CSS(`#rooms-list li[data-role="host"] a`)))
+		chromedp.WaitVisible(chromedp.CSS(`#rooms-list li[data-role="host"] a.settings-link`)))
 	link := eval[map[string]string](host, "read the room in the list", `(() => {
 		const li = document.querySelector('#rooms-list li');
-		const a = li.querySelector('a');
-		return {name: a.textContent, href: a.getAttribute('href'), role: li.dataset.role, text: li.textContent};
+		const a = li.querySelector('a.settings-link');
+		return {name: li.querySelector('.item-name').textContent, href: a.getAttribute('href'),
+			meeting: li.querySelector('a.item-name').getAttribute('href'), role: li.dataset.role, text: li.textContent};
 	})()`)
 	if link["name"] != roomName {
 		t.Errorf("the list names the room %q, want %q", link["name"], roomName)
@@ -83,6 +84,9 @@ func TestRoomsAndGuestInvite(t *testing.T) {
 		t.Fatalf("the room links to %q, want /rooms/{id}/settings", link["href"])
 	}
 	roomID := m[1]
+	if link["meeting"] != "/rooms/"+roomID {
+		t.Errorf("the room's name links to %q, want its meeting /rooms/%s", link["meeting"], roomID)
+	}
 	if !strings.Contains(link["text"], "Host") {
 		t.Errorf("the room's entry %q does not show the role Host", link["text"])
 	}
@@ -94,9 +98,10 @@ func TestRoomsAndGuestInvite(t *testing.T) {
 
 	// ---- Its settings: a member and two guest links. ----
 	host.do("open the room's settings",
-		chromedp.Click(chromedp.CSS(`#rooms-list li[data-role="host"] a`)),
+		chromedp.Click(chromedp.CSS(`#rooms-list li[data-role="host"] a.settings-link`)),
 		chromedp.WaitVisible(chromedp.ID("settings-form")),
 		chromedp.WaitVisible(chromedp.CSS(`#members-list tbody tr[data-username="hana.host"]`)))
+	host.settled("the room's settings")
 	if path := pathOf(host.location()); path != "/rooms/"+roomID+"/settings" {
 		t.Errorf("settings at %s, want /rooms/%s/settings", path, roomID)
 	}
@@ -224,6 +229,7 @@ func TestRoomsAndGuestInvite(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("join-name"), "Milo"),
 		chromedp.Click(chromedp.ID("join-submit")),
 		chromedp.WaitVisible(chromedp.ID("login-form")))
+	mp.settled("the sign-in page")
 	if loc, _ := url.Parse(mp.location()); loc == nil || loc.Path != "/login" || loc.Query().Get("next") != "/join/"+roomID {
 		t.Errorf("a member link sent the person to %s, want /login?next=/join/%s", mp.location(), roomID)
 	}
@@ -310,6 +316,7 @@ func expectJoined(p *page, roomName, displayName string) {
 		waiting: document.getElementById('join-waiting').textContent,
 		as: document.getElementById('join-as').textContent,
 		error: document.getElementById('join-error').textContent,
+		meeting: (document.getElementById('join-meeting') || {getAttribute: () => ''}).getAttribute('href') || '',
 	})`)
 	if got["room"] != roomName {
 		p.t.Errorf("#join-room-name says %q, want %q", got["room"], roomName)
@@ -322,6 +329,9 @@ func expectJoined(p *page, roomName, displayName string) {
 	}
 	if got["error"] != "" {
 		p.t.Errorf("#join-error says %q in the joined state", got["error"])
+	}
+	if !strings.HasPrefix(got["meeting"], "/rooms/") || strings.Count(got["meeting"], "/") != 2 {
+		p.t.Errorf("the joined state's #join-meeting links to %q, want /rooms/{id}", got["meeting"])
 	}
 	if path := pathOf(p.location()); !strings.HasPrefix(path, "/join/") {
 		p.t.Errorf("joined at %s, want /join/…", path)

@@ -24,6 +24,7 @@ func Pages() map[string]string {
 		"/login":              "pages/login.html",
 		"/enroll":             "pages/enroll.html",
 		"/setup":              "pages/setup.html",
+		"/rooms/:id":          "pages/room.html",
 		"/rooms/:id/settings": "pages/room-settings.html",
 		"/join/:id":           "pages/join.html",
 	}

@@ -46,7 +46,7 @@ func filesWithExt(t *testing.T, ext string) []string {
 
 func TestPagesExist(t *testing.T) {
 	pages := Pages()
-	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id/settings", "/join/:id"} {
+	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id", "/rooms/:id/settings", "/join/:id"} {
 		file, ok := pages[route]
 		if !ok {
 			t.Errorf("Pages() has no %q", route)
@@ -277,7 +277,12 @@ func TestStableIDs(t *testing.T) {
 			"invite-max-uses", "invite-submit", "invite-url", "invite-copy", "invites-list", "delete-room",
 			"delete-room-confirm", "delete-room-cancel"},
 		"pages/join.html": {"join-error", "join-form", "join-name", "join-submit", "join-room-name", "join-waiting",
-			"join-missing"},
+			"join-missing", "join-meeting"},
+		"pages/room.html": {"meeting-error", "no-room", "prejoin", "camera-select", "mic-select", "preview",
+			"prejoin-name", "recording-notice", "join-button", "meeting", "grid", "toggle-mic", "toggle-camera",
+			"toggle-screen", "raise-hand", "leave", "chat", "chat-messages", "chat-form", "chat-input", "chat-send",
+			"participants", "lock-room", "end-meeting", "end-meeting-confirm", "recording-indicator", "lobby-screen",
+			"lobby-position", "denied-screen", "kicked-screen", "ended-screen", "lost-screen", "reconnect", "left-screen"},
 	}
 	for page, ids := range want {
 		html := readFile(t, page)
@@ -361,5 +366,64 @@ func TestModulesFindTheirElements(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The signaling messages of docs/protocol.md, by direction.
+var (
+	clientMessages = []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "mute", "kick",
+		"admit", "deny", "lock", "end", "layer"}
+	serverMessages = []string{"welcome", "lobby", "admitted", "denied", "offer", "answer", "candidate",
+		"participant_joined", "participant_left", "track_published", "track_unpublished", "chat", "muted", "kicked",
+		"permissions", "room_state", "hand", "error", "ended"}
+	caseLabel = regexp.MustCompile(`\bcase '([a-z_]+)':`)
+	sendCall  = regexp.MustCompile(`\bsend\('([a-z_]+)'`)
+)
+
+// TestMeetingSpeaksTheProtocol: the meeting page handles every message the
+// server sends, and sends only messages the server knows.
+func TestMeetingSpeaksTheProtocol(t *testing.T) {
+	handled := map[string]bool{}
+	sent := map[string]bool{}
+	for _, mod := range []string{"static/js/meeting.js", "static/js/call.js"} {
+		src := readFile(t, mod)
+		for _, m := range caseLabel.FindAllStringSubmatch(src, -1) {
+			handled[m[1]] = true
+		}
+		for _, m := range sendCall.FindAllStringSubmatch(src, -1) {
+			sent[m[1]] = true
+		}
+	}
+	for _, typ := range serverMessages {
+		if !handled[typ] {
+			t.Errorf("meeting.js does not handle the server's %q message", typ)
+		}
+	}
+	for typ := range sent {
+		if !slices.Contains(clientMessages, typ) {
+			t.Errorf("the meeting page sends %q, which is no client message of the protocol", typ)
+		}
+	}
+	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "kick", "lock", "end"} {
+		if !sent[typ] {
+			t.Errorf("the meeting page never sends %q", typ)
+		}
+	}
+}
+
+// TestMeetingPageMedia: the preview never plays the microphone back, and
+// the page asks for camera and microphone only through its modules.
+func TestMeetingPageMedia(t *testing.T) {
+	html := readFile(t, "pages/room.html")
+	preview := regexp.MustCompile(`<video\b[^>]*\bid="preview"[^>]*>`).FindString(html)
+	if preview == "" || !strings.Contains(preview, " muted") || !strings.Contains(preview, " playsinline") {
+		t.Errorf("#preview is not a muted, inline <video>: %q", preview)
+	}
+	view := readFile(t, "static/js/meeting-view.js")
+	if !strings.Contains(view, "node.muted = true") {
+		t.Error("meeting-view.js does not mute the <video> elements (their sound plays through <audio>)")
+	}
+	if !strings.Contains(view, "track.kind === 'audio' && local") {
+		t.Error("meeting-view.js may play the local microphone back")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/internal/text"
 	"github.com/parley-meet/parley/rbac"
+	"github.com/parley-meet/parley/signaling"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -257,6 +258,9 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 	if err := s.store.UpdateRoom(c.UserContext(), r); err != nil {
 		return err
 	}
+	if s.hub != nil {
+		s.hub.RoomChanged(signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed})
+	}
 	s.auditEvent(c, who.actor, "room.update", "room:"+r.ID, audit.Success, changed)
 	return c.JSON(s.view(c, who, r))
 }
@@ -275,6 +279,9 @@ func (s *Server) handleDeleteRoom(c *fiber.Ctx) error {
 	}
 	for _, g := range guests {
 		s.rbac.RemoveSubject(c.UserContext(), rbac.GuestSubject(g.ID))
+	}
+	if s.hub != nil {
+		s.hub.EndRoom(r.ID)
 	}
 	s.auditEvent(c, who.actor, "room.delete", "room:"+r.ID, audit.Success, nil)
 	return c.SendStatus(http.StatusNoContent)

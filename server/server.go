@@ -25,6 +25,7 @@ import (
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/rbac"
+	"github.com/parley-meet/parley/signaling"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -55,6 +56,7 @@ type Server struct {
 	proxies []netip.Prefix
 	headers securityHeaders
 	now     func() time.Time
+	hub     *signaling.Hub // meetings in progress; nil until EnableSignaling
 }
 
 // New builds the server and its routes. It starts nothing.

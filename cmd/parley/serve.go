@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/server"
+	"github.com/parley-meet/parley/sfu"
+	"github.com/parley-meet/parley/signaling"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -83,6 +87,42 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
 		return 1
 	}
+
+	// Meetings: the media plane (bound before the HTTPS listener, so that
+	// a port conflict is reported before anyone connects) and the
+	// signaling hub in front of it. stopMeetings closes the sockets first,
+	// then the media plane; it runs after the server stops accepting (or
+	// on any early return) and before the store closes.
+	// ICE-TCP binds its own listener: it cannot be the HTTPS port.
+	if cfg.MediaTCPPort > 0 && sharesHTTPSPort(cfg, cfg.MediaTCPPort) {
+		fmt.Fprintf(e.stderr, "parley: invalid value for option --media-tcp-port (PARLEY_MEDIA_TCP_PORT): %d is the HTTPS port of --listen; choose another port or -1 to turn ICE-TCP off\n", cfg.MediaTCPPort)
+		return 2
+	}
+	media, err := newMedia(cfg, log)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "parley: media plane: %v (check --media-udp-port, --media-tcp-port and --media-listen-ip)\n", err)
+		return 1
+	}
+	hub, err := signaling.New(signaling.Config{
+		Authorizer: authz, KeepAlive: authSvc.KeepAlive, Audit: auditLog, Media: signaling.SFUMedia(media),
+		Logger: log, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP,
+	})
+	if err != nil {
+		media.Close()
+		fmt.Fprintf(e.stderr, "parley: %v\n", err)
+		return 1
+	}
+	var stopOnce sync.Once
+	stopMeetings := func() {
+		stopOnce.Do(func() {
+			hub.Close()
+			if err := media.Close(); err != nil {
+				log.Warn("closing the media plane", "err", err)
+			}
+		})
+	}
+	defer stopMeetings()
+	srv.EnableSignaling(hub)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "parley: listen on %s: %v\n", cfg.Listen, err)
@@ -153,11 +193,40 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		cancel()
 		<-served
 	}
+	stopMeetings()
 	if _, err := auditLog.Record(context.Background(), audit.Event{Actor: "system", Action: "server.stop", Outcome: audit.Success}); err != nil {
 		log.Warn("could not record server.stop in the audit log", "err", err)
 	}
 	log.Info("stopped")
 	return exit
+}
+
+// newMedia binds the SFU's sockets as configured.
+func newMedia(cfg *config.Config, log *slog.Logger) (*sfu.SFU, error) {
+	tcpPort := cfg.MediaTCPPort
+	public := make([]string, len(cfg.MediaPublicIPs))
+	for i, a := range cfg.MediaPublicIPs {
+		public[i] = a.String()
+	}
+	return sfu.New(sfu.Config{
+		UDPPort: cfg.MediaUDPPort, TCPPort: tcpPort, ListenIP: cfg.MediaListenAddr(),
+		PublicIPs: public, Interfaces: cfg.MediaInterfaces, AllowedRemote: cfg.MediaAllowedRemote, Logger: log,
+	})
+}
+
+// sharesHTTPSPort reports whether a TCP port on the media address would be
+// the one --listen binds.
+func sharesHTTPSPort(cfg *config.Config, port int) bool {
+	host, p, err := net.SplitHostPort(cfg.Listen)
+	if err != nil || p != strconv.Itoa(port) {
+		return false
+	}
+	listen, err1 := netip.ParseAddr(host)
+	media, err2 := netip.ParseAddr(cfg.MediaListenAddr())
+	if host == "" || host == "localhost" || err1 != nil || err2 != nil {
+		return true
+	}
+	return listen.Unmap() == media.Unmap() || listen.IsUnspecified() || media.IsUnspecified()
 }
 
 func tlsConfigOf(t *server.TLSSetup) *tls.Config {

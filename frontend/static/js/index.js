@@ -192,21 +192,33 @@ regenForm.addEventListener('submit', async (ev) => {
 });
 
 /**
- * One room of the list: its name (a link to its settings for those who may
- * manage it), the caller's role, and how it admits people.
+ * One room of the list: its name (a link to its meeting), the caller's
+ * role, how it admits people, and a link to its settings for those who may
+ * manage it.
  * @param {RoomView} room
  */
 function roomItem(room) {
   const li = el('li', { className: 'item', attrs: { 'data-room-id': room.id, 'data-role': room.role } });
-  const name = can(room, 'room.manage')
-    ? el('a', { className: 'item-name', text: room.name, attrs: { href: `/rooms/${seg(room.id)}/settings` } })
-    : el('span', { className: 'item-name', text: room.name });
+  const name = el('a', {
+    className: 'item-name meeting-link',
+    text: room.name,
+    attrs: { href: `/rooms/${seg(room.id)}`, title: 'Join the meeting' },
+  });
   const head = el('div', { className: 'item-head' }, name);
   if (room.role !== '') {
     head.append(el('span', { className: 'badge', text: roleName(room.role) }));
   }
   const facts = [room.lobby ? 'Lobby' : 'No lobby', room.guestsAllowed ? 'guests allowed' : 'no guests'];
-  li.append(head, el('p', { className: 'muted small item-facts', text: facts.join(' · ') }));
+  const links = el('p', { className: 'small item-links' },
+    el('a', { className: 'join-link', text: 'Join the meeting', attrs: { href: `/rooms/${seg(room.id)}` } }));
+  if (can(room, 'room.manage')) {
+    links.append(' · ', el('a', {
+      className: 'settings-link',
+      text: 'Settings',
+      attrs: { href: `/rooms/${seg(room.id)}/settings`, 'aria-label': `Settings of ${room.name}` },
+    }));
+  }
+  li.append(head, el('p', { className: 'muted small item-facts', text: facts.join(' · ') }), links);
   return li;
 }
 

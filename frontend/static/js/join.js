@@ -7,7 +7,7 @@
 import { ApiError, apiGet, apiPost, seg, setCsrfToken } from './api.js';
 import { roomIdFromPath, roomView } from './rooms.js';
 import {
-  byId, clearError, focusOn, formById, inputById, reloadOnNewFragment, setBusy, showError, takeFragmentToken,
+  byId, clearError, el, focusOn, formById, inputById, reloadOnNewFragment, setBusy, showError, takeFragmentToken,
 } from './ui.js';
 
 /** sessionStorage key: a JSON object from room id to invitation token. */
@@ -94,9 +94,11 @@ function showJoined(res, who, signedIn) {
   clearError(errorEl);
   document.title = `${room.name} · Parley`;
   roomName.textContent = room.name;
-  waiting.textContent = room.lobby
-    ? `You are in the lobby of “${room.name}” — the meeting page comes with the next release of Parley.`
-    : `You have joined “${room.name}” — the meeting page comes with the next release of Parley.`;
+  waiting.replaceChildren(
+    room.lobby
+      ? `You may join “${room.name}”; a host lets you in from the lobby. `
+      : `You may join “${room.name}”. `,
+    el('a', { id: 'join-meeting', text: 'Join the meeting', attrs: { href: `/rooms/${seg(room.id)}` } }));
   joinedAs.textContent = name === ''
     ? ''
     : signedIn ? `You joined with your account, as ${name}.` : `You joined as a guest, as ${name}.`;

@@ -1,0 +1,367 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Forwarding without Pion's transports: a published track whose layers are
+// fed by hand, and downtracks bound to in-memory writers.
+
+var vp8Codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+
+// memWriter is a webrtc.TrackLocalWriter that marshals what it is given
+// (as SRTP would) and keeps count; record keeps copies for inspection.
+type memWriter struct {
+	mu      sync.Mutex
+	buf     [maxPacketSize + 100]byte
+	n       atomic.Int64
+	record  bool
+	packets []rtp.Packet
+}
+
+func (w *memWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := rtp.MarshalPacketTo(w.buf[:], h, payload) //nolint:staticcheck // what srtp does
+	if err != nil {
+		return 0, err
+	}
+	w.n.Add(1)
+	if w.record {
+		var p rtp.Packet
+		if err := p.Unmarshal(append([]byte(nil), w.buf[:n]...)); err != nil {
+			return 0, err
+		}
+		w.packets = append(w.packets, p)
+	}
+	return n, nil
+}
+
+func (w *memWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+func (w *memWriter) got() []rtp.Packet {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]rtp.Packet(nil), w.packets...)
+}
+
+// bindCtx is the webrtc.TrackLocalContext Pion would pass to Bind.
+type bindCtx struct {
+	ssrc   webrtc.SSRC
+	writer webrtc.TrackLocalWriter
+}
+
+func (c *bindCtx) CodecParameters() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{{RTPCodecCapability: vp8Codec, PayloadType: 100}}
+}
+func (c *bindCtx) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
+func (c *bindCtx) SSRC() webrtc.SSRC                                      { return c.ssrc }
+func (c *bindCtx) SSRCRetransmission() webrtc.SSRC                        { return 0 }
+func (c *bindCtx) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
+func (c *bindCtx) WriteStream() webrtc.TrackLocalWriter                   { return c.writer }
+func (c *bindCtx) ID() string                                             { return "ctx" }
+func (c *bindCtx) RTCPReader() interceptor.RTCPReader                     { return nil }
+
+// fakeTrack is a VP8 track with n layers and a PLI counter.
+func fakeTrack(n int) (*publishedTrack, *atomic.Int64) {
+	plis := &atomic.Int64{}
+	owner := &Participant{id: "pub", streamID: "pub", log: testLogger()}
+	t := &publishedTrack{
+		info:    TrackInfo{ID: "cam", Participant: "pub", Kind: "video", Source: "camera"},
+		owner:   owner,
+		kind:    webrtc.RTPCodecTypeVideo,
+		codec:   vp8Codec,
+		ckind:   codecVP8,
+		clock:   90000,
+		sendPLI: func(uint32) { plis.Add(1) },
+	}
+	ls := make([]*layer, n)
+	for i := range ls {
+		ls[i] = &layer{track: t, index: i, rid: fmt.Sprint("r", i), ssrc: uint32(1000 + i), pt: 96, cache: newPacketCache(videoCacheSize)}
+	}
+	t.layers.Store(&ls)
+	return t, plis
+}
+
+func fakeSubscriber(t *publishedTrack, w *memWriter, ssrc uint32) *downTrack {
+	sub := &Participant{id: "sub", log: testLogger()}
+	d := newDownTrack(t, sub)
+	if _, err := d.Bind(&bindCtx{ssrc: webrtc.SSRC(ssrc), writer: w}); err != nil {
+		panic(err)
+	}
+	t.addDown(d)
+	return d
+}
+
+// packet marshals an RTP packet carrying a VP8 frame of layer marker.
+func packet(seq uint16, ts uint32, key bool, width int, marker byte) []byte {
+	p := rtp.Packet{
+		Header:  rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, SSRC: 42},
+		Payload: vp8TestPayload(key, width, seq, 900, marker),
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// BenchmarkForward pushes packets through the forwarding path (parse,
+// cache, keyframe check, rewrite, write) to N subscribers. The per-packet
+// path must not allocate.
+func BenchmarkForward(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			t, _ := fakeTrack(1)
+			w := &memWriter{}
+			for i := 0; i < n; i++ {
+				fakeSubscriber(t, w, uint32(5000+i))
+			}
+			l := t.layerAt(0)
+			pkt := packet(1, 0, true, 640, 1)
+			l.ingest(pkt, nanotime()) // starts every subscriber on a keyframe
+			pkt = packet(2, 0, false, 0, 1)
+			b.SetBytes(int64(len(pkt)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				binary.BigEndian.PutUint16(pkt[2:], uint16(i+2))
+				binary.BigEndian.PutUint32(pkt[4:], uint32(i)*3000)
+				l.ingest(pkt, nanotime())
+			}
+			b.StopTimer()
+			if got, want := w.n.Load(), int64(n)*int64(b.N+1); got != want {
+				b.Fatalf("wrote %d packets, want %d", got, want)
+			}
+		})
+	}
+}
+
+// The forwarding path allocates nothing per packet (AllocsPerRun is not
+// meaningful under the race detector).
+func TestForwardDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	tr, _ := fakeTrack(1)
+	w := &memWriter{}
+	for i := 0; i < 10; i++ {
+		fakeSubscriber(tr, w, uint32(5000+i))
+	}
+	l := tr.layerAt(0)
+	l.ingest(packet(1, 0, true, 640, 1), nanotime())
+	pkt := packet(2, 0, false, 0, 1)
+	seq := uint16(2)
+	allocs := testing.AllocsPerRun(1000, func() {
+		seq++
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		l.ingest(pkt, nanotime())
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per forwarded packet, want 0", allocs)
+	}
+	// NACK service allocates nothing either.
+	d := (*tr.down.Load())[0]
+	nack := rtcpNACK(d.ssrc, seq-5, 0b101)
+	allocs = testing.AllocsPerRun(1000, func() { d.handleRTCP(nack) })
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per NACK, want 0", allocs)
+	}
+}
+
+// rtcpNACK builds a generic NACK for ssrc: pid and the bitmask blp.
+func rtcpNACK(ssrc uint32, pid, blp uint16) []byte {
+	b := make([]byte, 16)
+	b[0], b[1] = 0x80|fmtNACK, rtcpRTPFB
+	binary.BigEndian.PutUint16(b[2:], 3)
+	binary.BigEndian.PutUint32(b[8:], ssrc)
+	binary.BigEndian.PutUint16(b[12:], pid)
+	binary.BigEndian.PutUint16(b[14:], blp)
+	return b
+}
+
+func rtcpPLI(ssrc uint32) []byte {
+	b := make([]byte, 12)
+	b[0], b[1] = 0x80|fmtPLI, rtcpPSFB
+	binary.BigEndian.PutUint16(b[2:], 2)
+	binary.BigEndian.PutUint32(b[8:], ssrc)
+	return b
+}
+
+// Switching layers happens at a keyframe of the target, keeps one SSRC and
+// consecutive sequence numbers; NACKs are served from the right layer's
+// cache with the subscriber's numbering.
+func TestDownTrackSwitchAndNACK(t *testing.T) {
+	tr, plis := fakeTrack(2)
+	w := &memWriter{record: true}
+	d := fakeSubscriber(tr, w, 777)
+	l0, l1 := tr.layerAt(0), tr.layerAt(1)
+	now := nanotime()
+	ms := int64(1e6)
+
+	// Layer 0 starts with a keyframe: 10 packets.
+	for i := 0; i < 10; i++ {
+		l0.ingest(packet(uint16(100+i), uint32(9000+i*3000), i == 0, 320, 1), now+int64(i)*20*ms)
+	}
+	// Switch to layer 1: its interframes are not forwarded (and ask for a
+	// keyframe), layer 0 continues until layer 1's keyframe.
+	d.target.Store(1)
+	before := plis.Load()
+	l1.ingest(packet(5000, 70000, false, 0, 2), now+200*ms)
+	if plis.Load() == before {
+		t.Errorf("waiting for a keyframe on the target did not ask for one")
+	}
+	l0.ingest(packet(110, 9000+10*3000, false, 0, 1), now+200*ms)
+	l1.ingest(packet(5001, 73000, true, 640, 2), now+220*ms)
+	l0.ingest(packet(111, 9000+11*3000, false, 0, 1), now+220*ms) // old layer: dropped now
+	l1.ingest(packet(5002, 76000, false, 0, 2), now+240*ms)
+	l1.ingest(packet(5000, 70000, false, 0, 2), now+241*ms) // late, from before the switch
+
+	got := w.got()
+	if len(got) != 13 {
+		t.Fatalf("forwarded %d packets, want 13", len(got))
+	}
+	for i, p := range got {
+		if p.SSRC != 777 || p.PayloadType != 100 {
+			t.Fatalf("packet %d: ssrc %d pt %d", i, p.SSRC, p.PayloadType)
+		}
+		if i > 0 && p.SequenceNumber != got[i-1].SequenceNumber+1 {
+			t.Errorf("packet %d: seq %d after %d", i, p.SequenceNumber, got[i-1].SequenceNumber)
+		}
+		if i > 0 && int32(p.Timestamp-got[i-1].Timestamp) <= 0 {
+			t.Errorf("packet %d: timestamp %d after %d", i, p.Timestamp, got[i-1].Timestamp)
+		}
+		wantLayer := byte(1)
+		if i >= 11 {
+			wantLayer = 2
+		}
+		if m := p.Payload[len(p.Payload)-1]; m != wantLayer {
+			t.Errorf("packet %d from layer marker %d, want %d", i, m, wantLayer)
+		}
+	}
+	if k, _ := vp8Keyframe(got[11].Payload); !k {
+		t.Errorf("the first packet of the new layer is not a keyframe")
+	}
+
+	// NACK one packet from each epoch: 3 (layer 0) and 12 (layer 1).
+	old, cur := got[3], got[12]
+	d.handleRTCP(rtcpNACK(777, old.SequenceNumber, 0))
+	d.handleRTCP(rtcpNACK(777, cur.SequenceNumber, 0))
+	d.handleRTCP(rtcpNACK(999, old.SequenceNumber, 0))    // another SSRC: ignored
+	d.handleRTCP(rtcpNACK(777, cur.SequenceNumber+50, 0)) // never sent
+	re := w.got()[13:]
+	if len(re) != 2 {
+		t.Fatalf("%d retransmissions, want 2", len(re))
+	}
+	for i, want := range []rtp.Packet{old, cur} {
+		if re[i].SequenceNumber != want.SequenceNumber || re[i].Timestamp != want.Timestamp ||
+			string(re[i].Payload) != string(want.Payload) {
+			t.Errorf("retransmission %d: seq %d ts %d, want seq %d ts %d", i, re[i].SequenceNumber, re[i].Timestamp, want.SequenceNumber, want.Timestamp)
+		}
+	}
+	if d.nacks.Load() != 3 || d.resent.Load() != 2 {
+		t.Errorf("nacks %d resent %d", d.nacks.Load(), d.resent.Load())
+	}
+
+	// A PLI from the subscriber reaches the publisher, throttled.
+	before = plis.Load()
+	for i := 0; i < 5; i++ {
+		d.handleRTCP(rtcpPLI(777))
+	}
+	if n := plis.Load() - before; n > 1 {
+		t.Errorf("5 PLIs in a row became %d keyframe requests", n)
+	}
+}
+
+// The layer chosen for a width: widest that fits, else narrowest; by
+// bitrate when widths are unknown; only active layers.
+func TestSelectLayer(t *testing.T) {
+	tr, _ := fakeTrack(3)
+	now := nanotime()
+	widths := []int32{1280, 320, 640} // rids in any order
+	for i, w := range widths {
+		l := tr.layerAt(i)
+		l.width.Store(w)
+		l.bitrate.Store(int64(w) * 1000)
+		l.lastPacket.Store(now)
+	}
+	for _, c := range []struct{ max, want int }{{0, 0}, {320, 1}, {100, 1}, {639, 1}, {640, 2}, {1000, 2}, {1280, 0}, {4000, 0}} {
+		if got := tr.selectLayer(c.max, now); got != c.want {
+			t.Errorf("max width %d: layer %d, want %d", c.max, got, c.want)
+		}
+	}
+	// The top layer goes quiet: the middle one is the best left.
+	tr.layerAt(0).lastPacket.Store(now - int64(3*layerActiveFor))
+	if got := tr.selectLayer(0, now); got != 2 {
+		t.Errorf("with the top layer quiet: %d, want 2", got)
+	}
+	// Widths unknown: ranked by bitrate, assumed to halve from 1280.
+	for i := 0; i < 3; i++ {
+		tr.layerAt(i).width.Store(0)
+		tr.layerAt(i).lastPacket.Store(now)
+	}
+	if got := tr.selectLayer(640, now); got != 2 {
+		t.Errorf("by bitrate, 640: %d, want 2", got)
+	}
+}
+
+// handleRTCP and ingest survive arbitrary bytes.
+func TestMalformedInputsDoNotPanic(t *testing.T) {
+	tr, _ := fakeTrack(1)
+	w := &memWriter{}
+	d := fakeSubscriber(tr, w, 777)
+	l := tr.layerAt(0)
+	l.ingest(packet(1, 0, true, 640, 1), nanotime())
+	r := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 1600)
+	for i := 0; i < 20000; i++ {
+		n := r.IntN(len(buf))
+		for j := 0; j < n; j++ {
+			buf[j] = byte(r.Uint32())
+		}
+		if n >= 2 {
+			buf[0] = buf[0]&0x3f | 0x80 // version 2, mostly
+			if i%2 == 0 {
+				buf[1] = rtcpRTPFB + byte(i%3)
+			}
+		}
+		d.handleRTCP(buf[:n])
+		if n >= 2 {
+			buf[1] = buf[1]&0x80 | 96
+		}
+		l.ingest(buf[:n], nanotime())
+		for _, c := range []codecKind{codecVP8, codecVP9, codecH264} {
+			keyframe(c, buf[:n])
+		}
+	}
+}
+
+func FuzzHandleRTCP(f *testing.F) {
+	f.Add(rtcpNACK(777, 10, 0xffff))
+	f.Add(rtcpPLI(777))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, _ := fakeTrack(1)
+		d := fakeSubscriber(tr, &memWriter{}, 777)
+		tr.layerAt(0).ingest(packet(1, 0, true, 640, 1), nanotime())
+		d.handleRTCP(b)
+	})
+}
+
+func FuzzIngest(f *testing.F) {
+	f.Add(packet(1, 0, true, 640, 1))
+	f.Add(packet(2, 0, false, 0, 1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, _ := fakeTrack(1)
+		fakeSubscriber(tr, &memWriter{}, 777)
+		tr.layerAt(0).ingest(b, nanotime())
+	})
+}

@@ -1,0 +1,398 @@
+package signaling
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+
+	"github.com/parley-meet/parley/rbac"
+	"github.com/parley-meet/parley/store"
+)
+
+const room1 = "room1"
+
+// auditHas reports whether the audit log holds action/outcome, waiting up
+// to a second for it (the hub records after it has answered).
+func (h *harness) auditHas(entry string) bool {
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		found := false
+		h.store.ScanAudit(context.Background(), func(r store.AuditRecord) error {
+			if r.Action+"/"+r.Outcome == entry {
+				found = true
+			}
+			return nil
+		})
+		if found || time.Now().After(deadline) {
+			return found
+		}
+	}
+}
+
+func TestJoinWelcomeChatAndLeave(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	host := h.dial("user:host", room1)
+	w := host.join()
+	if w["role"] != rbac.RoleHost || len(w["participants"].([]any)) != 0 || w["room"].(map[string]any)["name"] != "Room" {
+		t.Fatalf("welcome: %v", w)
+	}
+	if ice, ok := w["ice_servers"].([]any); !ok || len(ice) != 0 {
+		t.Errorf("ice_servers: %v", w["ice_servers"])
+	}
+	host.send(map[string]any{"type": "chat", "text": "  <b>hi</b>\u202e "})
+	c := host.expect("chat")
+	if c["text"] != "<b>hi</b>" || c["from"] != w["participant_id"] || c["name"] != "user:host" {
+		t.Fatalf("chat: %v", c)
+	}
+	ann := h.dial("user:ann", room1)
+	aw := ann.join()
+	ps := aw["participants"].([]any)
+	if len(ps) != 1 || ps[0].(map[string]any)["id"] != w["participant_id"] {
+		t.Fatalf("ann's welcome: %v", aw)
+	}
+	if hist := ann.expect("chat"); hist["text"] != "<b>hi</b>" {
+		t.Errorf("history: %v", hist)
+	}
+	j := host.expect("participant_joined")["participant"].(map[string]any)
+	if j["id"] != aw["participant_id"] || j["in_lobby"] != false {
+		t.Errorf("participant_joined: %v", j)
+	}
+	// The sender is who the server knows: a from field is refused.
+	ann.send(`{"type":"chat","text":"hi","from":"` + w["participant_id"].(string) + `"}`)
+	ann.expectError(codeBadMessage)
+
+	// Publishing: the tracks reach the others; leaving unpublishes them.
+	ann.send(map[string]any{"type": "offer", "sdp": offerSDP("a1", "v1")})
+	ann.expect("answer")
+	if tp := host.expect("track_published"); tp["participant"] != aw["participant_id"] {
+		t.Errorf("track_published: %v", tp)
+	}
+	ann.send(map[string]any{"type": "leave"})
+	ann.expectClose(CloseNormal, 3*time.Second)
+	host.expect("track_unpublished")
+	if l := host.expect("participant_left"); l["participant"] != aw["participant_id"] {
+		t.Errorf("participant_left: %v", l)
+	}
+	if !h.auditHas("signal.join/success") || !h.auditHas("signal.leave/success") {
+		t.Error("join and leave not audited")
+	}
+}
+
+func TestLobbyAdmitAndDeny(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("guest:g1", room1, rbac.RoleGuest)
+	h.bind("guest:g2", room1, rbac.RoleGuest)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	host := h.dial("user:host", room1, "lobby")
+	host.join()
+
+	g1 := h.dial("guest:g1", room1, "lobby")
+	g1.send(map[string]any{"type": "join"})
+	if pos := g1.expect("lobby"); pos["position"] != 1.0 {
+		t.Fatalf("lobby: %v", pos)
+	}
+	g2 := h.dial("guest:g2", room1, "lobby")
+	g2.send(map[string]any{"type": "join"})
+	if pos := g2.expect("lobby"); pos["position"] != 2.0 {
+		t.Fatalf("lobby: %v", pos)
+	}
+	a1 := host.expect("participant_joined")["participant"].(map[string]any)
+	a2 := host.expect("participant_joined")["participant"].(map[string]any)
+	if a1["in_lobby"] != true || a1["guest"] != true {
+		t.Fatalf("lobby arrival: %v", a1)
+	}
+	// Someone waiting gets no room traffic and cannot act.
+	g1.send(map[string]any{"type": "offer", "sdp": offerSDP("a", "v")})
+	g1.expectError(codeInLobby)
+	g1.send(map[string]any{"type": "chat", "text": "let me in"})
+	g1.expectError(codeInLobby)
+	// A member does not see the lobby, and may not admit.
+	ann := h.dial("user:ann", room1, "lobby")
+	ann.send(map[string]any{"type": "join"})
+	ann.expect("lobby") // the lobby is on for everyone but moderators
+	host.expect("participant_joined")
+	ann.send(map[string]any{"type": "admit", "participant": a1["id"]})
+	ann.expectError(codeForbidden)
+
+	host.send(map[string]any{"type": "admit", "participant": a1["id"]})
+	g1.expect("admitted")
+	if w := g1.expect("welcome"); w["role"] != rbac.RoleGuest {
+		t.Errorf("admitted welcome: %v", w)
+	}
+	if pos := g2.expect("lobby"); pos["position"] != 1.0 {
+		t.Errorf("g2 moved to %v", pos)
+	}
+	host.send(map[string]any{"type": "deny", "participant": a2["id"]})
+	g2.expect("denied")
+	g2.expectClose(CloseNormal, 3*time.Second)
+	host.send(map[string]any{"type": "deny", "participant": a2["id"]})
+	host.expectError(codeNoSuch)
+	if !h.auditHas("signal.admit/success") || !h.auditHas("signal.deny/success") || !h.auditHas("signal.admit/denied") {
+		t.Error("lobby decisions not audited")
+	}
+}
+
+func TestLockedRoomAndGuestsWithoutDirectEntry(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	h.bind("guest:g1", room1, rbac.RoleGuest)
+	host := h.dial("user:host", room1)
+	host.join()
+	// A room that does not admit guests directly sends them to the lobby.
+	g1 := h.dial("guest:g1", room1, "noguests")
+	g1.send(map[string]any{"type": "join"})
+	g1.expect("lobby")
+	host.send(map[string]any{"type": "lock", "locked": true})
+	if s := host.expect("room_state"); s["locked"] != true {
+		t.Fatalf("room_state: %v", s)
+	}
+	ann := h.dial("user:ann", room1)
+	ann.send(map[string]any{"type": "join"})
+	ann.expect("lobby")
+	host2 := h.dial("user:host", room1)
+	host2.join() // moderators still enter
+}
+
+func TestModerationRefusedToMembers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	h.bind("user:vic", room1, rbac.RoleViewer)
+	host := h.dial("user:host", room1)
+	hw := host.join()
+	ann := h.dial("user:ann", room1)
+	ann.join()
+	victim := hw["participant_id"].(string)
+	for _, m := range []map[string]any{
+		{"type": "kick", "participant": victim},
+		{"type": "mute", "participant": victim, "kind": "audio"},
+		{"type": "admit", "participant": victim},
+		{"type": "deny", "participant": victim},
+		{"type": "lock", "locked": true},
+		{"type": "end"},
+		{"type": "record", "recording": true},
+	} {
+		ann.send(m)
+		if e := ann.expectError(codeForbidden); e["request"] != m["type"] {
+			t.Errorf("%v: %v", m, e)
+		}
+	}
+	host.send(map[string]any{"type": "raise_hand", "raised": true})
+	host.expect("hand") // the host is unaffected
+	for _, a := range []string{"kick", "mute", "admit", "deny", "lock", "end", "record"} {
+		if !h.auditHas("signal." + a + "/denied") {
+			t.Errorf("no audit entry signal.%s/denied", a)
+		}
+	}
+	// A viewer may not publish, but may receive.
+	vic := h.dial("user:vic", room1)
+	vic.join()
+	vic.send(map[string]any{"type": "offer", "sdp": offerSDP("a", "v")})
+	vic.expectError(codeForbidden)
+	vic.send(map[string]any{"type": "offer", "sdp": recvOnlySDP})
+	vic.expect("answer")
+	// A member may not share the screen unless the role allows it: the
+	// built-in member role does, so screen goes through.
+	ann.send(map[string]any{"type": "offer", "sdp": offerSDP("a", "v"), "tracks": map[string]string{"v": "screen"}})
+	ann.expect("answer")
+	if !h.auditHas("signal.publish/denied") {
+		t.Error("refused publish not audited")
+	}
+}
+
+func TestModeratorMutesKicksAndEnds(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	host := h.dial("user:host", room1)
+	host.join()
+	ann := h.dial("user:ann", room1)
+	aw := ann.join()
+	annID := aw["participant_id"].(string)
+	ann.send(map[string]any{"type": "offer", "sdp": offerSDP("a1", "v1")})
+	ann.expect("answer")
+	host.expect("track_published")
+	host.send(map[string]any{"type": "mute", "participant": annID, "kind": "audio"})
+	if u := host.expect("track_unpublished"); u["track_id"] != "a1" {
+		t.Errorf("unpublished: %v", u)
+	}
+	if m := ann.expect("muted"); m["participant"] != annID || m["kind"] != "audio" {
+		t.Errorf("muted: %v", m)
+	}
+	host.send(map[string]any{"type": "kick", "participant": annID})
+	ann.expect("kicked")
+	ann.expectClose(CloseNormal, 3*time.Second)
+	host.expect("participant_left")
+	// Kicked people come back to the lobby.
+	ann2 := h.dial("user:ann", room1)
+	ann2.send(map[string]any{"type": "join"})
+	ann2.expect("lobby")
+
+	host.send(map[string]any{"type": "end"})
+	host.expect("ended")
+	ann2.expect("ended")
+	host.expectClose(CloseNormal, 3*time.Second)
+	ann2.expectClose(CloseNormal, 3*time.Second)
+	for _, a := range []string{"mute", "kick", "end"} {
+		if !h.auditHas("signal." + a + "/success") {
+			t.Errorf("no audit entry signal.%s/success", a)
+		}
+	}
+	waitFor(t, "the room to go", func() bool { return h.hub.Stats() == Stats{} })
+}
+
+func TestRightsChangeReachesLiveSockets(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	host := h.dial("user:host", room1)
+	hw := host.join()
+	ann := h.dial("user:ann", room1)
+	aw := ann.join()
+	ann.send(map[string]any{"type": "offer", "sdp": offerSDP("a1", "v1")})
+	ann.expect("answer")
+	host.expect("track_published")
+	host.expect("track_published")
+
+	start := time.Now()
+	h.bind("user:ann", room1, rbac.RoleViewer)
+	p := ann.expect("permissions")
+	if p["role"] != rbac.RoleViewer || strings.Contains(fmt.Sprint(p["permissions"]), rbac.ActRoomPublish) {
+		t.Fatalf("permissions: %v", p)
+	}
+	host.expect("track_unpublished")
+	host.expect("track_unpublished")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("demotion took %v", d)
+	}
+	if pub := h.media.participant(aw["participant_id"].(string)).publish(); pub != (Publish{}) {
+		t.Errorf("media publish rights after demotion: %+v", pub)
+	}
+	ann.send(map[string]any{"type": "offer", "sdp": offerSDP("a2", "v2")})
+	ann.expectError(codeForbidden)
+
+	// Losing the room closes the socket.
+	if err := h.authz.RemoveFromRoom(context.Background(), "user:ann", room1); err != nil {
+		t.Fatal(err)
+	}
+	ann.expect("kicked")
+	ann.expectClose(ClosePolicy, 2*time.Second)
+	host.expect("participant_left")
+	_ = hw
+}
+
+func TestEndedSessionClosesSockets(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	h.bind("guest:g1", room1, rbac.RoleGuest)
+	ann := h.dial("user:ann", room1)
+	ann.join()
+	g := h.dial("guest:g1", room1)
+	g.join()
+	h.endSession("s-ann")
+	ann.expectClose(ClosePolicy, 2*time.Second)
+	h.endSession("g1")
+	g.expectClose(ClosePolicy, 2*time.Second)
+}
+
+func TestFloodMalformedAndPanic(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	h.bind("user:bob", room1, rbac.RoleRoomMember)
+	bob := h.dial("user:bob", room1)
+	bob.join()
+
+	// Malformed messages get errors, then a close.
+	ann := h.dial("user:ann", room1)
+	for i := 0; i < 9; i++ {
+		ann.send(`{"type":"nope"}`)
+		ann.expectError(codeUnknownType)
+	}
+	ann.send(`{"type":"nope"}`)
+	ann.expectClose(ClosePolicy, 3*time.Second)
+
+	// A flood is throttled, then closed; bob stays responsive.
+	flood := h.dial("user:ann", room1)
+	flood.join()
+	for i := 0; i < 400; i++ {
+		if err := flood.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"raise_hand","raised":true}`)); err != nil {
+			break
+		}
+	}
+	flood.expectError(codeRateLimited)
+	flood.expectClose(ClosePolicy, 3*time.Second)
+	bob.send(map[string]any{"type": "chat", "text": "still here"})
+	bob.expect("chat")
+
+	// A panic closes that socket only (1011), without its text.
+	p := h.dial("user:ann", room1)
+	p.join()
+	p.send(map[string]any{"type": "offer", "sdp": "v=0 PANIC"})
+	e := p.expectError(codeInternal)
+	if strings.Contains(fmt.Sprint(e), "secret") {
+		t.Errorf("panic text sent: %v", e)
+	}
+	p.expectClose(CloseInternal, 3*time.Second)
+	p2 := h.dial("user:ann", room1)
+	p2.join()
+	p2.send(map[string]any{"type": "offer", "sdp": "v=0 BAD"})
+	p2.expectError(codeBadSDP)
+}
+
+func TestCapsAndChurn(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxPerUser = 3 })
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	var cs []*client
+	for i := 0; i < 3; i++ {
+		cs = append(cs, h.dial("user:ann", room1))
+	}
+	if _, err := h.tryDial("user:ann", room1); err == nil {
+		t.Fatal("a fourth socket opened")
+	}
+	for _, c := range cs {
+		c.ws.Close()
+	}
+	waitFor(t, "the sockets to go", func() bool { return h.hub.Stats() == Stats{} })
+	for i := 0; i < 30; i++ {
+		c := h.dial("user:ann", room1)
+		c.join()
+		c.send(map[string]any{"type": "leave"})
+		c.expectClose(CloseNormal, 3*time.Second)
+	}
+	waitFor(t, "the room to go", func() bool { return h.hub.Stats() == Stats{} })
+}
+
+func TestJoinTimeoutAndMissedPongs(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.JoinTimeout = 300 * time.Millisecond; c.PingInterval = 200 * time.Millisecond })
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	idle := h.dial("user:ann", room1)
+	idle.expectClose(ClosePolicy, 2*time.Second)
+
+	// A client that stops reading stops answering pings.
+	q := "subject=user%3Aann&room=" + room1
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+h.addr+"/?"+q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"join"}`))
+	waitFor(t, "the silent socket to be closed", func() bool { return h.hub.Stats().Sockets == 0 })
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,59 @@
+package signaling
+
+import (
+	"errors"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Publish says what a participant may publish right now; it mirrors
+// sfu.Publish.
+type Publish struct{ Audio, Video, Screen bool }
+
+// Track is a published track as the media plane reports it; it mirrors
+// sfu.TrackInfo.
+type Track struct {
+	ID          string // the browser's MediaStreamTrack id (from msid)
+	Participant string // the publishing participant's id
+	Kind        string // "audio" or "video"
+	Source      string // "microphone", "camera" or "screen"
+}
+
+// MediaEvents are what the media plane reports about one participant. They
+// are called without any lock of the media plane held and must not block.
+type MediaEvents interface {
+	OnOffer(sdp string)
+	OnCandidate(c webrtc.ICECandidateInit)
+	OnTrackPublished(t Track)
+	OnTrackUnpublished(t Track)
+	OnConnectionState(state string)
+}
+
+// Media is the part of the SFU the hub drives: one forwarding domain per
+// meeting room. SFUMedia adapts *sfu.SFU to it.
+type Media interface {
+	NewRoom(id string) MediaRoom
+}
+
+// MediaRoom is one room's forwarding domain.
+type MediaRoom interface {
+	Join(participantID string, ev MediaEvents, pub Publish) (MediaParticipant, error)
+	Tracks() []Track
+	Close()
+}
+
+// MediaParticipant is one participant's PeerConnection.
+type MediaParticipant interface {
+	HandleOffer(sdp string, sources map[string]string) (answer string, err error)
+	HandleAnswer(sdp string) error
+	AddCandidate(c webrtc.ICECandidateInit) error
+	SetPublish(p Publish)
+	StopTrack(kind string)
+	Subscribe(on bool)
+	RequestLayer(trackID string, maxWidth int)
+	Close()
+}
+
+// ErrBadSDP is returned by a MediaParticipant for an SDP the media plane
+// refuses (too large, too many m-lines or candidates, no fingerprint, SDES).
+var ErrBadSDP = errors.New("signaling: SDP refused")
