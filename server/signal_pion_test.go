@@ -129,8 +129,11 @@ func (p *peer) handle(m map[string]any) {
 	if os.Getenv("PARLEY_TEST_SFU_LOG") != "" {
 		p.t.Logf("peer %s got %s", p.id, m["type"])
 	}
-	if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
-		return // closing down: nothing to negotiate
+	switch m["type"] {
+	case "offer", "answer", "candidate":
+		if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			return // closing down: nothing to negotiate (other messages, such as kicked, still count)
+		}
 	}
 	switch m["type"] {
 	case "offer":
