@@ -35,7 +35,7 @@ type testServer struct {
 	*Server
 	base   string
 	client *http.Client
-	logs   *bytes.Buffer
+	logs   *lockedWriter
 	store  *store.Store
 	keys   *auth.Keyring
 	authz  *rbac.Authorizer
@@ -80,8 +80,8 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes.Buffer{}
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var tlsCfg *tls.Config
 	pool := x509.NewCertPool()
 	if !cfg.InsecureHTTP {
@@ -149,17 +149,21 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 }
 
 type lockedWriter struct {
-	mu chan struct{}
+	mu sync.Mutex
 	w  io.Writer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
-	if l.mu == nil {
-		l.mu = make(chan struct{}, 1)
-	}
-	l.mu <- struct{}{}
-	defer func() { <-l.mu }()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// String is what was written so far.
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.(*bytes.Buffer).String()
 }
 
 func (ts *testServer) do(t *testing.T, method, path string, body io.Reader, hdr map[string]string) (*http.Response, []byte) {
