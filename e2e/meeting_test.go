@@ -417,6 +417,11 @@ func TestMeeting(t *testing.T) {
 	}
 	check("media")
 
+	// ---- Simulcast: the host's camera goes out in layers, and the viewer
+	// receives the one that fits the width it asks for. ----
+	checkSimulcast(t, host, viewer, hostID)
+	check("simulcast")
+
 	// ---- The viewer's page is made to publish anyway: a camera track is
 	// added to its own RTCPeerConnection (as a modified client would), and
 	// the page's negotiation offers it to the server. ----
@@ -618,3 +623,84 @@ func TestMeeting(t *testing.T) {
 // browsers' loopback candidates are allowed, since the SFU refuses loopback
 // peers unless told otherwise.
 var meetingServerFlags = []string{"--media-allowed-remote", "127.0.0.0/8"}
+
+// sentLayers reads, from the publisher's statistics, the simulcast layers
+// its camera sends: rid → frame width (0 while a layer sends nothing).
+func sentLayers(p *page) map[string]float64 {
+	p.t.Helper()
+	return evalAwait[map[string]float64](p, "read the outbound layers", `(async () => {
+		const out = {};
+		(await `+livePC+`.getStats()).forEach(s => {
+			if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.frameWidth || 0;
+		});
+		return out;
+	})()`)
+}
+
+// receivedWidth is the width of the frames p last decoded of who's camera.
+func receivedWidth(p *page, whoID string) int {
+	p.t.Helper()
+	return evalAwait[int](p, "read the received frame width", `(async () => {
+		const v = document.querySelector(`+js(tileSel(whoID)+` video[data-track-id]`)+`);
+		const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
+		const pc = `+livePC+`;
+		if (!track || !pc) return 0;
+		let w = 0;
+		(await pc.getStats()).forEach(s => {
+			if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier === track.id) w = s.frameWidth || 0;
+		});
+		return w;
+	})()`)
+}
+
+// checkSimulcast: the publisher's camera sends at least two layers of
+// different widths; a subscriber asking for at most the narrowest width
+// gets the narrowest layer, and asking for more gets the widest.
+// The subscriber's request goes over its page's own signaling socket, as
+// the page's resize observer would send it.
+func checkSimulcast(t *testing.T, pub, sub *page, pubID string) {
+	t.Helper()
+	var layers map[string]float64
+	widths := map[float64]bool{}
+	waitUntil(pub, "the camera sends two simulcast layers of different widths", 20*time.Second, func() bool {
+		layers = sentLayers(pub)
+		clear(widths)
+		for _, w := range layers {
+			if w > 0 {
+				widths[w] = true
+			}
+		}
+		return len(widths) >= 2
+	})
+	narrow, wide := 1e9, 0.0
+	for w := range widths {
+		narrow, wide = min(narrow, w), max(wide, w)
+	}
+	t.Logf("the camera sends layers %v", layers)
+	trackID := eval[string](sub, "read the publisher's track id", `document.querySelector(`+js(tileSel(pubID)+` video[data-track-id]`)+`).dataset.trackId`)
+	ask := func(maxWidth float64) {
+		ok := eval[bool](sub, "send a layer request", `(() => {
+			const ws = [...window.__e2e.sockets].reverse().find(s => s.readyState === WebSocket.OPEN);
+			if (!ws) return false;
+			ws.send(JSON.stringify({type: 'layer', track_id: `+js(trackID)+`, max_width: `+fmt.Sprint(int(maxWidth))+`}));
+			return true;
+		})()`)
+		if !ok {
+			t.Fatal("the subscriber's page has no open signaling socket")
+		}
+	}
+	// The page asked for the width of its tile; first the widest layer,
+	// then the narrowest: two switches, each on a keyframe.
+	for _, want := range []float64{wide, narrow} {
+		start := time.Now()
+		ask(map[bool]float64{true: 4096, false: narrow}[want == wide])
+		waitUntil(sub, fmt.Sprintf("the subscriber receives the %v-pixel layer", want), 10*time.Second, func() bool {
+			return float64(receivedWidth(sub, pubID)) == want
+		})
+		t.Logf("receiving the %v-pixel layer %v after the request", want, time.Since(start).Round(10*time.Millisecond))
+	}
+	before := framesDecoded(sub, pubID)
+	waitUntil(sub, "decoding goes on after the switches", 5*time.Second, func() bool {
+		return framesDecoded(sub, pubID) > before+10
+	})
+}

@@ -514,13 +514,22 @@ func vp8TestPayload(key bool, width int, picture uint16, fill int, marker byte) 
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, a ...any) {
 	t.Helper()
+	if !within(timeout, cond) {
+		t.Fatalf("timed out: "+format, a...)
+	}
+}
+
+// within polls cond until it holds (true) or the timeout passes (false);
+// for goroutines other than the test's, which may not call t.Fatal.
+func within(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out: "+format, a...)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
 
 // mediaExtIDs returns the ids the client negotiated for mid and rid.

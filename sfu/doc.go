@@ -16,9 +16,13 @@
 //     screen share) goes to every subscribed participant of the room, never
 //     back to its publisher, with SSRC, sequence numbers and timestamps
 //     rewritten so a subscriber sees one continuous stream.
-//   - Simulcast: a subscriber gets the layer (rid) that fits the width it
-//     asks for (RequestLayer); switches wait for a keyframe on the target
-//     layer, which is requested (PLI) when the choice changes.
+//   - Simulcast: a subscriber gets the widest layer (rid) that fits both
+//     the width it asks for (RequestLayer) and its share of the bandwidth
+//     estimate toward it (bwe.go: Pion's send-side GCC on the subscriber's
+//     transport-cc feedback, receiver-report loss for clients without it,
+//     and a cap lifted one layer at a time after quiet periods); switches
+//     wait for a keyframe on the target layer, which is requested (PLI)
+//     when the choice changes.
 //   - RTCP: subscribers' PLI/FIR reach the publisher throttled (one per
 //     500 ms per layer); a new subscription asks for a keyframe; NACKs are
 //     served from one fixed-size packet cache per incoming RTP stream,
@@ -29,8 +33,8 @@
 // # Negotiation and glare
 //
 // The client makes the first offer (HandleOffer); it must carry at least one
-// m-line, so a client that only receives offers a recvonly transceiver,
-// which the SFU then uses for the first subscription of that kind. The
+// m-line, so a client that only receives offers recvonly transceivers; the
+// SFU adds its own for subscriptions and leaves those idle. The
 // answer carries all the server's candidates (host candidates on the muxes
 // gather at once), so the SFU hardly ever trickles (OnCandidate).
 // Subscriptions start with the session: right after the first answer, and
@@ -52,12 +56,22 @@
 // their own mids ("s1", "s2", ...), so a withdrawn offer can never collide
 // with the mids of the client's next offer.
 //
-// A transceiver freed by an ended subscription is reused, once its
-// inactivity is negotiated, for the next subscription of the same kind, so
-// the number of m-lines follows the number of concurrent subscriptions.
+// The server's transceivers are sendrecv: a client may put a track of its
+// own on one (a browser's addTrack reuses a transceiver that only
+// received), and it is published like any other. When a subscription ends,
+// its transceiver's sender is emptied (ReplaceTrack(nil): the m-section
+// keeps its direction but loses its a=msid and SSRC); once the client has
+// seen that, the transceiver carries the next subscription of the same
+// kind, on the same SSRC, continuing its sequence numbers and timestamps,
+// and held back until the client has applied the offer that names it. The
+// number of m-lines follows the number of concurrent subscriptions.
 // Clients must therefore map received tracks by their transceiver's mid —
 // the m-section's a=msid names the publisher's stream (its participant id)
-// and the TrackInfo.ID — not by MediaStreamTrack.id.
+// and the TrackInfo.ID; no a=msid means nothing is sent there now — not by
+// MediaStreamTrack.id. Every sender comes from AddTransceiverFromTrack and
+// is kept for the transceiver's life, because a sender made with
+// API.NewRTPSender would bypass the connection's interceptors (sender
+// reports, transport-cc numbering, the bandwidth estimate).
 //
 // Pion itself also cannot roll back a remote offer, and fails some offers
 // half-way through; the SDP check refuses those before Pion sees them
@@ -94,11 +108,12 @@
 //
 // # Not done yet
 //
-// Layer choice follows RequestLayer's width only; falling back to a lower
-// layer when a subscriber's bandwidth estimate is low (TWCC/REMB-driven) is
-// not implemented (REMB values are parsed, not used). VP8 picture ids and
-// temporal layers are not rewritten across layer switches (switches happen
-// at keyframes, which decoders accept). Layer switches align timestamps by
-// wall clock, not by the publisher's sender reports. Retransmissions go out
-// on the primary SSRC, not on the negotiated RTX stream.
+// REMB values are parsed and reported, not used (GCC on transport-cc is).
+// The SFU does not send padding to probe for bandwidth; the cap is lifted
+// by trying the next layer. VP8 picture ids and temporal layers are not
+// rewritten across layer switches (switches happen at keyframes, which
+// decoders accept). Layer switches align timestamps by wall clock, not by
+// the publisher's sender reports. Retransmissions go out on the primary
+// SSRC, not on the negotiated RTX stream (RFC 4588 allows either; browsers
+// accept both).
 package sfu

@@ -36,6 +36,7 @@ type downTrack struct {
 	fracLost    atomic.Uint32 // last receiver report, fraction lost × 256
 	cumLost     atomic.Uint32 // last receiver report, cumulative lost
 	remb        atomic.Uint64 // last REMB estimate, bit/s
+	bw          bwCap         // bandwidth cap on the layer choice (bwe.go)
 
 	sender *webrtc.RTPSender // set once by the subscriber, under its mu
 
@@ -46,8 +47,9 @@ type downTrack struct {
 	held      bool                    // see hold
 	ssrc      uint32
 	pt        uint8
-	current   int // layer being forwarded, -1: none yet
-	started   bool
+	current   int    // layer being forwarded, -1: none yet
+	started   bool   // lastSeq, lastTS and lastWrite hold a packet sent on this SSRC
+	resumed   bool   // ... by the slot's previous subscription (resume)
 	lastSeq   uint16 // highest sequence number sent
 	lastTS    uint32 // its timestamp
 	lastWrite int64  // nanotime of that packet
@@ -102,7 +104,8 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	codec, ok := matchCodec(d.track.codec, codecs)
 	d.mu.Lock()
 	d.ssrc = uint32(ctx.SSRC())
-	d.current, d.started, d.nepochs = -1, false, 0
+	d.current, d.nepochs = -1, 0
+	d.started = d.resumed
 	d.curLayer.Store(-1)
 	if ok {
 		d.writer = ctx.WriteStream()
@@ -120,11 +123,31 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return codec, nil
 	}
 	now := nanotime()
-	if li := d.track.selectLayer(int(d.maxWidth.Load()), now); li >= 0 {
+	if li := d.track.selectLayer(int(d.maxWidth.Load()), d.bw.current(), now); li >= 0 {
 		d.target.Store(int32(li))
 	}
 	d.track.requestKeyframe(int(d.target.Load()), now) // a new subscriber starts on a keyframe
 	return codec, nil
+}
+
+// resume makes d continue the numbering of prev, the previous
+// subscription on the same sender (and SSRC): its first packet follows
+// prev's last in sequence number and, by the time passed, in timestamp, so
+// that the subscriber sees one stream. Called before d is bound.
+func (d *downTrack) resume(prev *downTrack) {
+	if prev == nil {
+		return
+	}
+	prev.mu.Lock()
+	started, seq, ts, at := prev.started, prev.lastSeq, prev.lastTS, prev.lastWrite
+	prevClock := prev.track.clock
+	prev.mu.Unlock()
+	if !started || prevClock != d.track.clock {
+		return // a new clock rate: nothing to continue
+	}
+	d.mu.Lock()
+	d.resumed, d.lastSeq, d.lastTS, d.lastWrite = true, seq, ts, at
+	d.mu.Unlock()
 }
 
 // hold stops forwarding until release: the client does not know this
@@ -278,20 +301,6 @@ func (d *downTrack) resend(seq uint16) bool {
 		return true
 	}
 	return false
-}
-
-// rtcpLoop reads the subscriber's RTCP for this track until the sender
-// stops. Owned by the subscriber (its wg).
-func (d *downTrack) rtcpLoop() {
-	defer d.sub.wg.Done()
-	buf := make([]byte, maxPacketSize)
-	readLoop(func() error {
-		n, _, err := d.sender.Read(buf)
-		if err == nil {
-			d.handleRTCP(buf[:n])
-		}
-		return err
-	}, nil)
 }
 
 // RTCP packet types and feedback formats (RFC 3550, 4585, 5104).

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -295,13 +296,13 @@ func TestSelectLayer(t *testing.T) {
 		l.lastPacket.Store(now)
 	}
 	for _, c := range []struct{ max, want int }{{0, 0}, {320, 1}, {100, 1}, {639, 1}, {640, 2}, {1000, 2}, {1280, 0}, {4000, 0}} {
-		if got := tr.selectLayer(c.max, now); got != c.want {
+		if got := tr.selectLayer(c.max, 0, now); got != c.want {
 			t.Errorf("max width %d: layer %d, want %d", c.max, got, c.want)
 		}
 	}
 	// The top layer goes quiet: the middle one is the best left.
 	tr.layerAt(0).lastPacket.Store(now - int64(3*layerActiveFor))
-	if got := tr.selectLayer(0, now); got != 2 {
+	if got := tr.selectLayer(0, 0, now); got != 2 {
 		t.Errorf("with the top layer quiet: %d, want 2", got)
 	}
 	// Widths unknown: ranked by bitrate, assumed to halve from 1280.
@@ -309,8 +310,87 @@ func TestSelectLayer(t *testing.T) {
 		tr.layerAt(i).width.Store(0)
 		tr.layerAt(i).lastPacket.Store(now)
 	}
-	if got := tr.selectLayer(640, now); got != 2 {
+	if got := tr.selectLayer(640, 0, now); got != 2 {
 		t.Errorf("by bitrate, 640: %d, want 2", got)
+	}
+}
+
+// A bitrate cap lowers the choice below what the width allows; a layer
+// not measured yet fits any cap; the narrowest is the floor.
+func TestSelectLayerUnderCap(t *testing.T) {
+	tr, _ := fakeTrack(3)
+	now := nanotime()
+	for i, w := range []int32{1280, 320, 640} {
+		l := tr.layerAt(i)
+		l.width.Store(w)
+		l.bitrate.Store(map[int32]int64{320: 150_000, 640: 500_000, 1280: 1_500_000}[w])
+		l.lastPacket.Store(now)
+	}
+	for _, c := range []struct {
+		max  int
+		cap  int64
+		want int
+	}{
+		{0, 0, 0}, {0, 2_000_000, 0}, {0, 1_000_000, 2}, {0, 500_000, 2}, {0, 499_999, 1},
+		{0, 10_000, 1}, {320, 1_000_000, 1}, {640, 100_000, 1}, {1280, 600_000, 2},
+	} {
+		if got := tr.selectLayer(c.max, c.cap, now); got != c.want {
+			t.Errorf("max width %d, cap %d: layer %d, want %d", c.max, c.cap, got, c.want)
+		}
+	}
+	tr.layerAt(0).bitrate.Store(0) // not measured yet
+	if got := tr.selectLayer(0, 200_000, now); got != 0 {
+		t.Errorf("an unmeasured top layer under a cap: %d, want 0", got)
+	}
+}
+
+// The bandwidth cap: congestion caps at the estimate, a quiet period lifts
+// it one layer, a probe that meets congestion again doubles the wait, and
+// loss alone caps below the rate being sent.
+func TestBandwidthCap(t *testing.T) {
+	rates := []int64{150_000, 500_000, 1_500_000}
+	sec := int64(time.Second)
+	var b bwCap
+	now := int64(1000 * sec)
+	if c := b.update(3_000_000, 1_500_000, false, rates, now); c != 0 {
+		t.Fatalf("an estimate above the rate sent capped at %d", c)
+	}
+	if c := b.update(1_400_000, 1_500_000, false, rates, now); c != 0 {
+		t.Fatalf("an estimate at 93%% of the rate sent (within the margin) capped at %d", c)
+	}
+	if c := b.update(600_000, 1_500_000, false, rates, now); c != 600_000 {
+		t.Fatalf("congestion: cap %d, want the estimate 600000", c)
+	}
+	// Quiet but not long enough: the cap stays.
+	if c := b.update(700_000, 500_000, false, rates, now+7*sec); c != 600_000 {
+		t.Fatalf("after 7 s: cap %d, want 600000", c)
+	}
+	// After 8 s: one layer up (the 1.5 Mbit/s one, plus 10 %).
+	if c := b.update(700_000, 500_000, false, rates, now+8*sec); c != 1_650_000 {
+		t.Fatalf("after 8 s: cap %d, want 1650000", c)
+	}
+	// The probe meets congestion: capped again, and the next probe waits 16 s.
+	now += 9 * sec
+	if c := b.update(800_000, 1_500_000, false, rates, now); c != 800_000 {
+		t.Fatalf("probe congested: cap %d, want 800000", c)
+	}
+	if c := b.update(900_000, 500_000, false, rates, now+15*sec); c != 800_000 {
+		t.Fatalf("15 s after a failed probe: cap %d, want 800000", c)
+	}
+	if c := b.update(900_000, 500_000, false, rates, now+16*sec); c != 1_650_000 {
+		t.Fatalf("16 s after a failed probe: cap %d, want 1650000", c)
+	}
+	// Quiet again: with no layer above the cap, the cap goes.
+	if c := b.update(3_000_000, 1_500_000, false, rates, now+40*sec); c != 0 {
+		t.Fatalf("everything fits: cap %d, want none", c)
+	}
+	// Loss without an estimate: capped below the rate sent.
+	var l bwCap
+	if c := l.update(0, 500_000, true, rates, now); c != 375_000 {
+		t.Fatalf("loss: cap %d, want 375000", c)
+	}
+	if c := l.update(0, 150_000, true, rates, now+sec); c != 112_500 {
+		t.Fatalf("more loss on the low layer: cap %d, want 112500", c)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -53,6 +54,11 @@ func (p *Participant) HandleOffer(sdp string, sources map[string]string) (string
 			return "", fmt.Errorf("sfu: withdrawing our offer: %w", err)
 		}
 		p.offerPending, p.needOffer = false, true
+		for _, s := range p.slots {
+			if s.awaiting {
+				s.holdGen = 0 // the client never saw that offer
+			}
+		}
 		p.log.Debug("glare: withdrew the server offer")
 	}
 	// checkSDP has made sure Pion will not fail half-way (missing mid, ICE
@@ -83,6 +89,7 @@ func (p *Participant) HandleOffer(sdp string, sources map[string]string) (string
 	}
 	p.gen++
 	p.completedGen = p.gen
+	p.releaseStarted() // a withdrawn offer (glare) was completed too
 	if !p.started {
 		// Subscriptions start with the session: the room's tracks are
 		// offered right after this answer.
@@ -126,6 +133,8 @@ func (p *Participant) HandleAnswer(sdp string) error {
 	}
 	p.offerPending = false
 	p.completedGen = p.offerGen
+	p.releaseStarted()
+	p.releaseDescribed()
 	for _, d := range p.rekey {
 		d.release()
 	}
@@ -208,6 +217,14 @@ func (p *Participant) negotiate() {
 	p.gen++
 	p.offerGen = p.gen
 	p.offerPending, p.needOffer = true, false
+	for _, s := range p.slots {
+		if s.offeredGen == 0 {
+			s.offeredGen = p.gen
+		}
+		if s.awaiting && s.holdGen == 0 {
+			s.holdGen = p.gen
+		}
+	}
 	sdp := p.pc.LocalDescription().SDP
 	p.lastLocal.Store(&sdp)
 	p.log.Debug("server offer", "m_lines", strings.Count(sdp, "\nm="))
@@ -235,7 +252,7 @@ func (p *Participant) subscribeLocked(t *publishedTrack) {
 	if w, ok := p.prefs[t.info.ID]; ok {
 		d.maxWidth.Store(int32(w))
 	}
-	if li := t.selectLayer(int(d.maxWidth.Load()), nanotime()); li >= 0 {
+	if li := t.selectLayer(int(d.maxWidth.Load()), 0, nanotime()); li >= 0 {
 		d.target.Store(int32(li))
 	}
 	if !t.addDown(d) {
@@ -247,61 +264,103 @@ func (p *Participant) subscribeLocked(t *publishedTrack) {
 		return
 	}
 	p.down[t] = d
-	p.wg.Add(1)
-	go d.rtcpLoop()
+	p.countDown(d, 1)
 	p.needOffer = true
 	p.scheduleLocked()
 }
 
-// slot is a transceiver the server created to send one subscription. When
-// the subscription ends its m-line goes inactive, and once that is
-// negotiated the slot carries the next subscription of the same kind: the
-// number of m-lines follows the number of concurrent subscriptions, not
-// their history.
+// slot is a transceiver the server created to send subscriptions. When a
+// subscription ends, the slot's sender stops (its m-line keeps no msid or
+// SSRC), and once that is negotiated the slot carries the next
+// subscription of the same kind: the number of m-lines follows the number
+// of concurrent subscriptions, not their history.
+//
+// A slot keeps its RTPSender for life and changes tracks with ReplaceTrack:
+// a sender made outside PeerConnection.AddTrack/AddTransceiverFromTrack
+// would bypass the connection's interceptors (no sender reports, no
+// transport-cc numbering, no bandwidth estimate). The next subscription
+// continues the slot's sequence numbers and timestamps (downTrack.resume).
 type slot struct {
 	tr         *webrtc.RTPTransceiver
+	sender     *webrtc.RTPSender
 	kind       webrtc.RTPCodecType
-	down       *downTrack
-	removedGen uint64 // p.gen when its last subscription ended
+	down       *downTrack // under p.mu
+	last       *downTrack // the slot's previous subscription, under p.mu
+	removedGen uint64     // p.gen when its last subscription ended
+	offeredGen uint64     // p.gen of the first offer that carried it; 0: none yet
+	releasing  bool       // its subscription ended before its sender started
+	// A subscription that reuses the slot is held (not forwarded) until the
+	// client has applied an offer that describes it: packets on the reused
+	// SSRC before that reach a receiver the client has just stopped.
+	awaiting bool
+	holdGen  uint64 // p.gen of the offer that describes it; 0: not offered yet
+	cur      atomic.Pointer[downTrack]
 }
 
-// attach gives d a transceiver. p.mu is held.
+// releaseDescribed starts the held subscriptions the client now knows
+// (completedGen reached the offer that described them). p.mu is held.
+func (p *Participant) releaseDescribed() {
+	for _, s := range p.slots {
+		if s.awaiting && s.holdGen != 0 && s.holdGen <= p.completedGen {
+			s.awaiting, s.holdGen = false, 0
+			if s.down != nil {
+				s.down.release()
+			}
+		}
+	}
+}
+
+// started reports whether the slot's sender has started: an offer carrying
+// it was answered. Pion refuses to start a sender without a track, so a
+// slot is emptied (ReplaceTrack(nil)) only once it has.
+func (s *slot) started(completedGen uint64) bool {
+	return s.offeredGen != 0 && s.offeredGen <= completedGen
+}
+
+// release empties a slot whose subscription ended; it can carry another
+// once the client has seen it empty. p.mu is held.
+func (p *Participant) release(s *slot) {
+	s.releasing = false
+	s.removedGen = p.gen
+	s.cur.Store(nil)
+	if err := s.sender.ReplaceTrack(nil); err != nil {
+		p.log.Debug("emptying a transceiver", "err", err)
+	}
+	p.needOffer = true
+}
+
+// releaseStarted empties the slots that waited for their sender to start
+// (after a negotiation completed). p.mu is held.
+func (p *Participant) releaseStarted() {
+	for _, s := range p.slots {
+		if s.releasing && s.started(p.completedGen) {
+			p.release(s)
+		}
+	}
+}
+
+// attach gives d a transceiver: a free slot whose release the client has
+// seen, else a new one. p.mu is held.
 func (p *Participant) attach(d *downTrack) error {
 	for _, s := range p.slots {
-		if s.down != nil || s.kind != d.Kind() || p.completedGen <= s.removedGen {
+		if s.down != nil || s.releasing || s.kind != d.Kind() || p.completedGen <= s.removedGen {
 			continue
 		}
-		sender, err := p.sfu.api.NewRTPSender(d, p.pc.SCTP().Transport())
-		if err != nil {
+		d.resume(s.last)
+		d.hold()
+		d.sender = s.sender
+		if err := s.sender.ReplaceTrack(d); err != nil {
 			return err
 		}
-		if err := s.tr.SetSender(sender, d); err != nil {
-			_ = sender.Stop()
-			return err
-		}
-		s.down, d.sender = d, sender
+		s.down, s.awaiting, s.holdGen = d, true, 0
+		s.cur.Store(d)
 		return nil
 	}
-	// A transceiver the client offered as recvonly (a client that only
-	// receives must offer one): it is negotiated already, and wants media.
-	for _, tr := range p.pc.GetTransceivers() {
-		if tr.Kind() != d.Kind() || tr.Sender() != nil || tr.Mid() == "" ||
-			tr.Direction() != webrtc.RTPTransceiverDirectionSendonly || p.isSlot(tr) {
-			continue
-		}
-		sender, err := p.sfu.api.NewRTPSender(d, p.pc.SCTP().Transport())
-		if err != nil {
-			return err
-		}
-		if err := tr.SetSender(sender, d); err != nil {
-			_ = sender.Stop()
-			return err
-		}
-		p.slots = append(p.slots, &slot{tr: tr, kind: d.Kind(), down: d})
-		d.sender = sender
-		return nil
-	}
-	tr, err := p.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	// sendrecv, not sendonly: the transceiver then has a receiver, so that
+	// a client that puts a track of its own on this m-line (a browser's
+	// addTrack reuses a transceiver that only received) publishes it like
+	// any other, instead of its media arriving nowhere.
+	tr, err := p.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
 	if err != nil {
 		return err
 	}
@@ -312,18 +371,30 @@ func (p *Participant) attach(d *downTrack) error {
 		_ = p.pc.RemoveTrack(tr.Sender())
 		return err
 	}
-	p.slots = append(p.slots, &slot{tr: tr, kind: d.Kind(), down: d})
-	d.sender = tr.Sender()
+	s := &slot{tr: tr, sender: tr.Sender(), kind: d.Kind(), down: d}
+	s.cur.Store(d)
+	d.sender = s.sender
+	p.slots = append(p.slots, s)
+	p.wg.Add(1)
+	go s.rtcpLoop(p)
 	return nil
 }
 
-func (p *Participant) isSlot(tr *webrtc.RTPTransceiver) bool {
-	for _, s := range p.slots {
-		if s.tr == tr {
-			return true
+// rtcpLoop reads the subscriber's RTCP for this slot until the sender
+// stops, and hands it to the slot's current subscription. Owned by the
+// participant (its wg).
+func (s *slot) rtcpLoop(p *Participant) {
+	defer p.wg.Done()
+	buf := make([]byte, maxPacketSize)
+	readLoop(func() error {
+		n, _, err := s.sender.Read(buf)
+		if err == nil {
+			if d := s.cur.Load(); d != nil {
+				d.handleRTCP(buf[:n])
+			}
 		}
-	}
-	return false
+		return err
+	}, nil)
 }
 
 // removeDownTrack ends one subscription.
@@ -335,16 +406,21 @@ func (p *Participant) removeDownTrack(d *downTrack) {
 		return
 	}
 	delete(p.down, d.track)
-	for _, s := range p.slots {
-		if s.down == d {
-			s.down, s.removedGen = nil, p.gen
-		}
-	}
+	p.countDown(d, -1)
 	if p.closed {
 		return
 	}
-	if err := p.pc.RemoveTrack(d.sender); err != nil {
-		p.log.Debug("removing a subscription", "err", err)
+	for _, s := range p.slots {
+		if s.down != d {
+			continue
+		}
+		s.down, s.last = nil, d
+		s.cur.Store(nil)
+		if s.started(p.completedGen) {
+			p.release(s)
+		} else {
+			s.releasing = true // d stays bound, forwarding nothing, until then
+		}
 	}
 	p.needOffer = true
 	p.scheduleLocked()

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -33,6 +34,7 @@ type Participant struct {
 	ev       Events
 	log      *slog.Logger
 	pc       *webrtc.PeerConnection
+	bwe      cc.BandwidthEstimator // toward this participant (bwe.go); nil: none
 	events   *eventQueue
 
 	// wg counts the goroutines that read this participant's streams (its
@@ -45,6 +47,8 @@ type Participant struct {
 	lastLocal         atomic.Pointer[string] // the last SDP we returned or offered
 	closing           atomic.Bool            // Close has begun
 	transport         atomic.Pointer[string] // "udp" or "tcp" once a candidate pair is selected
+	videoDowns        atomic.Int32           // video subscriptions (bandwidth shares)
+	audioDowns        atomic.Int32           // audio subscriptions
 
 	stateMu   sync.Mutex // orders connection state reports
 	lastState string     // the last connection state reported
@@ -176,6 +180,7 @@ func (p *Participant) Close() {
 	downs := make([]*downTrack, 0, len(p.down))
 	for _, d := range p.down {
 		downs = append(downs, d)
+		p.countDown(d, -1)
 	}
 	clear(p.down)
 	p.mu.Unlock()
@@ -194,6 +199,15 @@ func (p *Participant) Close() {
 	p.events.push(func() { p.ev.OnConnectionState("closed") })
 	p.events.close()
 	p.log.Info("participant left")
+}
+
+// countDown keeps the subscription counts the bandwidth shares use.
+func (p *Participant) countDown(d *downTrack, delta int32) {
+	if d.Kind() == webrtc.RTPCodecTypeVideo {
+		p.videoDowns.Add(delta)
+	} else {
+		p.audioDowns.Add(delta)
+	}
 }
 
 func (p *Participant) isClosed() bool {

@@ -40,7 +40,7 @@ func (r *Room) Join(id string, ev Events, pub Publish) (*Participant, error) {
 	if dup {
 		return nil, errors.New("sfu: participant id already in the room")
 	}
-	pc, err := r.sfu.api.NewPeerConnection(webrtc.Configuration{
+	pc, bwe, err := r.sfu.newPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
 	})
@@ -56,6 +56,7 @@ func (r *Room) Join(id string, ev Events, pub Publish) (*Participant, error) {
 		ev:         ev,
 		log:        log,
 		pc:         pc,
+		bwe:        bwe,
 		events:     newEventQueue(log),
 		pub:        pub,
 		subscribed: true,

@@ -13,7 +13,10 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -63,6 +66,24 @@ type SFU struct {
 	mu     sync.Mutex
 	closed bool
 	rooms  map[string]*Room
+
+	// newPC serialises PeerConnection creation, so that the estimator the
+	// bandwidth interceptor makes inside NewPeerConnection (bweNext) is
+	// the new connection's.
+	newPC   sync.Mutex
+	bweNext cc.BandwidthEstimator
+}
+
+// newPeerConnection makes a participant's PeerConnection and returns it
+// with its bandwidth estimator (nil if none was made).
+func (s *SFU) newPeerConnection(cfg webrtc.Configuration) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+	s.newPC.Lock()
+	defer s.newPC.Unlock()
+	s.bweNext = nil
+	pc, err := s.api.NewPeerConnection(cfg)
+	bwe := s.bweNext
+	s.bweNext = nil
+	return pc, bwe, err
 }
 
 // New binds the media sockets and builds the Pion API. Close releases them.
@@ -208,18 +229,30 @@ func (s *SFU) buildAPI(cfg Config, ip netip.Addr, ifaceOK func(string) bool, ipO
 	// TWCC feedback and NACKs toward the publisher. Subscribing side: sender
 	// reports and TWCC sequence numbers. No NACK responder: forwarded tracks
 	// are repaired from the one packet cache per incoming track (downtrack.go).
+	// Every interceptor logs through pionLogs (slog), never Pion's default
+	// logger on stderr.
 	ir := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor()
+	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(pionLogs))
 	if err != nil {
 		return nil, err
 	}
 	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+	if err := webrtc.ConfigureRTCPReportsWithOptions(ir,
+		[]report.ReceiverOption{report.WithReceiverLoggerFactory(pionLogs)},
+		report.WithSenderLoggerFactory(pionLogs)); err != nil {
 		return nil, err
 	}
-	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+	if err := webrtc.ConfigureTWCCSenderWithOptions(m, ir, twcc.WithLoggerFactory(pionLogs)); err != nil {
 		return nil, err
 	}
+	// Bandwidth estimation toward subscribers (bwe.go). It must come
+	// before the transport-cc header extension interceptor, which numbers
+	// the packets it then sees.
+	bwe, err := newBWEFactory(pionLogs, func(e cc.BandwidthEstimator) { s.bweNext = e })
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(bwe)
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return nil, err
 	}

@@ -113,3 +113,34 @@ func recentLayers(c *client, id string, n int) map[byte]bool {
 	}
 	return got
 }
+
+// The congestion controller toward a subscriber runs on the subscriber's
+// transport-cc feedback: the estimate leaves its initial value only when
+// feedback about the packets forwarded to it arrives (without the
+// interceptors on the subscription's sender, it would stay put).
+func TestBandwidthEstimateFollowsFeedback(t *testing.T) {
+	s := newTestSFU(t)
+	room := s.NewRoom("bwe")
+	pub := newClient(t, room, "pub", publishAll)
+	defer pub.close()
+	pub.publishVideo("cam", "camera", 20*time.Millisecond)
+	pub.connect()
+	sub := newClient(t, room, "sub", publishAll)
+	defer sub.close()
+	sub.connect()
+	eventually(t, 10*time.Second, func() bool { return sub.packetsOf("cam") > 20 }, "sub receives video")
+
+	estimate := func() int64 {
+		for _, ps := range room.Stats() {
+			if ps.ID == "sub" {
+				return ps.BandwidthEstimate
+			}
+		}
+		return -1
+	}
+	if e := estimate(); e < bweMin || e > bweMax {
+		t.Fatalf("estimate %d toward the subscriber, want one in [%d, %d]", e, bweMin, bweMax)
+	}
+	eventually(t, 10*time.Second, func() bool { e := estimate(); return e >= bweMin && e != bweInitial },
+		"the estimate moves from its initial %d on feedback (now %d)", bweInitial, estimate())
+}

@@ -22,6 +22,9 @@ type ParticipantStats struct {
 	Subscribed []TrackStats
 	// RefusedCandidates counts remote candidates the address policy dropped.
 	RefusedCandidates uint64
+	// BandwidthEstimate is the congestion controller's target bitrate
+	// toward this participant, in bit/s (0: none yet).
+	BandwidthEstimate int64
 }
 
 // TrackStats describes one published layer or one subscription.
@@ -74,6 +77,9 @@ func (p *Participant) stats() ParticipantStats {
 	}
 	if tr := p.transport.Load(); tr != nil {
 		st.Transport = *tr
+	}
+	if p.bwe != nil {
+		st.BandwidthEstimate = int64(p.bwe.GetTargetBitrate())
 	}
 	for _, t := range own {
 		ls := t.layers.Load()

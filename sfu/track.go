@@ -209,11 +209,13 @@ func (t *publishedTrack) requestKeyframe(i int, now int64) {
 }
 
 // selectLayer returns the layer to forward to a subscriber that wants
-// frames at most maxWidth pixels wide (0: no limit): the widest active
-// layer that fits, else the narrowest. Widths come from keyframes; when a
-// codec does not carry them, layers are ranked by bitrate and assumed to
-// halve in width from the top one. -1: no layer is active.
-func (t *publishedTrack) selectLayer(maxWidth int, now int64) int {
+// frames at most maxWidth pixels wide (0: no limit) and at most capRate
+// bit/s (0: no limit): the widest active layer that fits both, else the
+// narrowest. Widths come from keyframes; when a codec does not carry them,
+// layers are ranked by bitrate and assumed to halve in width from the top
+// one. A layer whose bitrate is not measured yet fits any cap. -1: no layer
+// is active.
+func (t *publishedTrack) selectLayer(maxWidth int, capRate int64, now int64) int {
 	p := t.layers.Load()
 	if p == nil || len(*p) == 0 {
 		return -1
@@ -268,22 +270,42 @@ func (t *publishedTrack) selectLayer(maxWidth int, now int64) int {
 			width[i] = top >> (n - 1 - i)
 		}
 	}
-	if maxWidth <= 0 {
-		return idx[n-1]
-	}
-	choice := idx[0]
+	pos := 0
 	for i := 0; i < n; i++ {
-		if width[i] <= maxWidth {
-			choice = idx[i]
+		if maxWidth <= 0 || width[i] <= maxWidth {
+			pos = i
 		}
 	}
-	return choice
+	for capRate > 0 && pos > 0 && rate[pos] > capRate {
+		pos--
+	}
+	return idx[pos]
 }
 
-// retarget revisits the layer d should receive; a new target gets a
-// keyframe request, and the switch happens when that keyframe arrives.
+// activeRates appends the bitrates of the layers that are sending.
+func (t *publishedTrack) activeRates(now int64, out []int64) []int64 {
+	if p := t.layers.Load(); p != nil {
+		for _, l := range *p {
+			if r := l.rate(now); r > 0 {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+// retarget revisits the layer d should receive, by the width it asked for
+// and its bandwidth (bwe.go); a new target gets a keyframe request, and the
+// switch happens when that keyframe arrives.
 func (t *publishedTrack) retarget(d *downTrack, now int64) {
-	li := t.selectLayer(int(d.maxWidth.Load()), now)
+	var buf [maxLayers]int64
+	rates := t.activeRates(now, buf[:0])
+	var sending int64
+	if l := t.layerAt(int(d.curLayer.Load())); l != nil {
+		sending = l.rate(now)
+	}
+	capRate := d.bw.update(d.sub.videoBudget(), sending, d.fracLost.Load() > lossyFraction, rates, now)
+	li := t.selectLayer(int(d.maxWidth.Load()), capRate, now)
 	if li < 0 {
 		return
 	}

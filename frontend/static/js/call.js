@@ -30,6 +30,17 @@
 /** How long ICE may stay disconnected or failed before the client restarts it. */
 export const ICE_RESTART_AFTER_MS = 5000;
 
+/**
+ * Simulcast layers of a camera: the server forwards to each subscriber the
+ * one that fits the size it shows the video at, and its bandwidth.
+ * @type {RTCRtpEncodingParameters[]}
+ */
+export const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 export class Call {
   /**
    * @param {RTCIceServer[]} iceServers from welcome.ice_servers
@@ -90,11 +101,14 @@ export class Call {
    */
   addTrack(track, stream, source) {
     this.sources.set(track.id, source);
-    // Always a new send-only transceiver: pc.addTrack() would reuse a
-    // transceiver the server made to send us someone else's track (mid
-    // "s1", ...), and the media server publishes only what arrives on the
-    // client's own m-sections.
-    return this.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] }).sender;
+    // A new send-only transceiver, so that a camera can be given its
+    // simulcast layers (pc.addTrack() cannot, and may reuse a transceiver
+    // the server made to send us someone else's track; the server would
+    // publish that too, but its m-line then carries both directions).
+    /** @type {RTCRtpTransceiverInit} */
+    const init = { direction: 'sendonly', streams: [stream] };
+    if (source === 'camera') init.sendEncodings = SIMULCAST;
+    return this.pc.addTransceiver(track, init).sender;
   }
 
   /**

@@ -1,0 +1,142 @@
+package sfu
+
+import (
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/logging"
+)
+
+// Bandwidth toward subscribers.
+//
+// Every subscriber's PeerConnection runs Pion's Google Congestion Control
+// (interceptor/pkg/gcc, send side): our outgoing packets carry transport-wide
+// sequence numbers, the browser returns transport-cc feedback, and GCC turns
+// it into a target bitrate for the whole connection. A simulcast
+// subscription then gets the widest layer that fits both the width the
+// subscriber asked for and its share of that estimate.
+//
+// GCC never lets its estimate rise above 1.5 times what it sees arrive, so a
+// subscriber held on a low layer would never earn a higher one by estimate
+// alone (real SFUs probe with padding; we do not pad). Instead each
+// subscription keeps a bitrate cap: when the estimate (or the receiver's
+// reported loss) says the layer being sent does not fit, the cap drops to
+// the estimate; after a quiet period the cap is lifted one layer (a probe),
+// and a probe that runs into congestion again makes the next quiet period
+// twice as long (8 s up to 64 s).
+const (
+	bweInitial = 1_500_000 // bit/s, before any feedback
+	bweMin     = 100_000
+	bweMax     = 20_000_000
+	// audioShare is set aside from the estimate for each audio
+	// subscription (Opus in a meeting: 20–40 kbit/s plus overhead).
+	audioShare = 48_000
+	// congested: the estimate covers less than this share (in %) of the
+	// bitrate of the layer being sent.
+	congestedPercent = 85
+	// lossyFraction: a receiver report losing more than this share (of
+	// 256) counts as congestion too, for clients without transport-cc.
+	lossyFraction = 26
+	probeAfterMin = 8 * time.Second
+	probeAfterMax = 64 * time.Second
+)
+
+// newBWEFactory is the interceptor that gives every PeerConnection a GCC
+// estimator. created is called, synchronously inside NewPeerConnection,
+// with the new connection's estimator.
+func newBWEFactory(logs logging.LoggerFactory, created func(cc.BandwidthEstimator)) (*cc.InterceptorFactory, error) {
+	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(bweInitial),
+			gcc.SendSideBWEMinBitrate(bweMin),
+			gcc.SendSideBWEMaxBitrate(bweMax),
+			// No pacing: forwarded packets go out as they arrive.
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+			gcc.WithLoggerFactory(logs),
+		)
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { created(e) })
+	return f, nil
+}
+
+// videoBudget is this subscriber's estimate share for one video
+// subscription, in bit/s; 0 when there is no estimate.
+func (p *Participant) videoBudget() int64 {
+	if p.bwe == nil {
+		return 0
+	}
+	target := int64(p.bwe.GetTargetBitrate())
+	if target <= 0 {
+		return 0
+	}
+	video := max(int64(p.videoDowns.Load()), 1)
+	rest := target - audioShare*int64(p.audioDowns.Load())
+	return max(rest, bweMin/2) / video
+}
+
+// bwCap is one subscription's bitrate cap (see the top of this file).
+type bwCap struct {
+	mu        sync.Mutex
+	cap       int64 // bit/s; 0: none
+	changed   int64 // nanotime of the last change
+	probed    int64 // nanotime of the last probe up
+	probeWait time.Duration
+}
+
+// update revisits the cap. budget is the subscription's share of the
+// estimate (0: unknown), sending the bitrate of the layer being forwarded
+// (0: none or unknown), lossy whether the subscriber's last receiver report
+// lost too much, and rates the bitrates of the track's active layers.
+// It returns the cap to choose a layer under (0: none).
+func (b *bwCap) update(budget, sending int64, lossy bool, rates []int64, now int64) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.probeWait == 0 {
+		b.probeWait = probeAfterMin
+	}
+	congested := lossy || budget > 0 && sending > 0 && budget*100 < sending*congestedPercent
+	switch {
+	case congested:
+		limit := budget
+		if limit <= 0 || limit >= sending {
+			limit = sending * 3 / 4 // loss alone: below what we send
+		}
+		if b.cap != 0 && b.cap <= limit {
+			return b.cap // already capped below this
+		}
+		if b.probed != 0 && now-b.probed < int64(2*b.probeWait) {
+			// The last probe up ran into this: wait longer next time.
+			b.probeWait = min(2*b.probeWait, probeAfterMax)
+		} else {
+			b.probeWait = probeAfterMin
+		}
+		b.cap, b.changed = limit, now
+	case b.cap != 0 && now-b.changed >= int64(b.probeWait):
+		// Quiet for a while: allow the next layer up.
+		next := int64(0)
+		for _, r := range rates {
+			if r > b.cap && (next == 0 || r < next) {
+				next = r
+			}
+		}
+		if next == 0 {
+			b.cap = 0 // every layer fits: no cap
+		} else {
+			b.cap = next + next/10
+		}
+		b.changed, b.probed = now, now
+	}
+	return b.cap
+}
+
+// current is the cap without revisiting it.
+func (b *bwCap) current() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cap
+}
