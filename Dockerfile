@@ -44,7 +44,10 @@ USER 65532:65532
 ENV PARLEY_DATA_DIR=/data \
     PARLEY_LISTEN=0.0.0.0:8443
 
-EXPOSE 8443
+# HTTPS; TURN over UDP, TCP and TLS. The TURN relay ports (UDP,
+# PARLEY_TURN_RELAY_PORTS, default 49152-65535) are published explicitly with
+# a range of your choice, as compose.yaml does.
+EXPOSE 8443/tcp 3478/udp 3478/tcp 5349/tcp
 VOLUME /data
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \

@@ -13,10 +13,12 @@ DATA_DIR ?= ./parley-data
 
 ## run: build and start Parley with SQLite in ./parley-data (self-signed TLS).
 ## For a meeting on this machine or the local network, media from loopback and
-## private addresses is allowed here (production keeps the default: refused).
+## private addresses is allowed here, and the TURN relay may reach them (the SFU
+## on 127.0.0.1); production keeps the default: refused. TURN listens on
+## 127.0.0.1:3478 (UDP, TCP) and :5349 (TLS) and announces 127.0.0.1.
 RUN_MEDIA_ALLOWED ?= 127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7
 run: build
-	$(BIN) serve --data-dir $(DATA_DIR) --media-allowed-remote $(RUN_MEDIA_ALLOWED)
+	$(BIN) serve --data-dir $(DATA_DIR) --media-allowed-remote $(RUN_MEDIA_ALLOWED) --turn-allowed-peers $(RUN_MEDIA_ALLOWED)
 
 ## build: the parley binary in bin/
 build:
@@ -33,15 +35,20 @@ vet:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/turn$$')
 
 ## e2e: real-browser tests (headless Chromium) in a private network namespace
 ## that has only lo. Both binaries are built outside it (it has no network);
 ## the tests run from e2e/, as under go test, with absolute paths. Needs root
 ## (unshare -n), ip and Chromium.
+## The TURN server's relay tests (package turn) run in such a namespace
+## instead of with the unit tests.
 E2E_TEST := bin/e2e.test
+TURN_TEST := bin/turn.test
 e2e: build
 	$(GO) test -c -race -o $(E2E_TEST) ./e2e
+	$(GO) test -c -race -o $(TURN_TEST) ./turn
+	cd turn && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.count=1 -test.timeout 5m' "$(CURDIR)/$(TURN_TEST)"
 	cd e2e && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
 		"$(CURDIR)/$(E2E_TEST)" "$(CURDIR)/$(BIN)"
 

@@ -9,6 +9,7 @@ package config
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,6 +83,36 @@ type Config struct {
 	WSAllowedOrigins []string // normalised origins allowed besides the public URL's
 	WSMaxPerUser     int
 	WSMaxPerIP       int
+
+	// TURN: the embedded TURN server (TURN true), or an external one
+	// (TURN false and TURNURLs set).
+	TURN        bool
+	TURNUDPPort int // 0 picks a free port, -1 turns the listener off
+	TURNTCPPort int
+	TURNTLSPort int // off as well without HTTPS TLS (--insecure-http)
+	// TURNListenIP and TURNRelayIP are the options as given; empty means
+	// the default (TURNListenAddr and TURNRelayAddr resolve them).
+	TURNListenIP string
+	TURNRelayIP  string
+	// TURNAnnouncedIP is --turn-announced-ip; the zero value means derived
+	// (TURNAnnouncedAddr).
+	TURNAnnouncedIP netip.Addr
+	// TURNRelayPortMin and TURNRelayPortMax bound the relay ports; both 0
+	// means ports the system picks.
+	TURNRelayPortMin                 int
+	TURNRelayPortMax                 int
+	TURNAllowedPeers                 []netip.Prefix
+	TURNMaxAllocationsPerParticipant int
+	TURNMaxAllocations               int
+	TURNCredentialTTL                time.Duration
+	// TURNURLs are the turn:/turns: URLs announced to browsers as given;
+	// empty means derived from the public URL's host and the embedded
+	// server's listeners.
+	TURNURLs []string
+	// TURNSecret is PARLEY_TURN_SECRET (64 hex characters, used verbatim as
+	// the HMAC key); empty means the file turn-secret in the data
+	// directory. Environment only, like SecretKey.
+	TURNSecret string
 }
 
 // MediaListenAddr is the address the media sockets bind: --media-listen-ip,
@@ -100,6 +131,81 @@ func (c *Config) MediaListenAddr() string {
 	}
 	return host
 }
+
+// TURNListenAddr is the address the TURN listeners bind: --turn-listen-ip,
+// or else the media listen address (MediaListenAddr).
+func (c *Config) TURNListenAddr() netip.Addr {
+	s := c.TURNListenIP
+	if s == "" {
+		s = c.MediaListenAddr()
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	return a.Unmap()
+}
+
+// TURNRelayAddr is the address the TURN relay sockets bind: --turn-relay-ip,
+// or else the TURN listen address (TURNListenAddr).
+func (c *Config) TURNRelayAddr() netip.Addr {
+	if c.TURNRelayIP != "" {
+		if a, err := netip.ParseAddr(c.TURNRelayIP); err == nil {
+			return a.Unmap()
+		}
+	}
+	return c.TURNListenAddr()
+}
+
+// ErrTURNAnnounced is returned by TURNAnnouncedAddr when the relayed
+// address cannot be derived.
+var ErrTURNAnnounced = errors.New("the TURN relay binds an unspecified address, so the relayed address " +
+	"announced to browsers cannot be derived: set --turn-announced-ip (PARLEY_TURN_ANNOUNCED_IP) to this " +
+	"host's public IP address (or --media-public-ips), or --turn-relay-ip to a specific local address, " +
+	"or turn the embedded TURN server off with --turn=false")
+
+// TURNAnnouncedAddr is the relayed address the TURN server announces
+// (XOR-RELAYED-ADDRESS), the first that applies of:
+//
+//   - --turn-announced-ip;
+//   - the first --media-public-ips address of the relay address's family
+//     (any family when the relay binds ::);
+//   - the relay address (TURNRelayAddr), when it is a specific address;
+//   - the public URL's host when it is an IP address, 127.0.0.1 when it is
+//     localhost (a local demo listening on every interface);
+//
+// and otherwise ErrTURNAnnounced. The network is never consulted.
+func (c *Config) TURNAnnouncedAddr() (netip.Addr, error) {
+	if c.TURNAnnouncedIP.IsValid() {
+		return c.TURNAnnouncedIP, nil
+	}
+	relay := c.TURNRelayAddr()
+	fits := func(a netip.Addr) bool {
+		return relay == netip.IPv6Unspecified() || a.Is4() == relay.Is4()
+	}
+	for _, a := range c.MediaPublicIPs {
+		if fits(a) {
+			return a, nil
+		}
+	}
+	if !relay.IsUnspecified() {
+		return relay, nil
+	}
+	if c.PublicURL != nil {
+		host := c.PublicURL.Hostname()
+		if strings.EqualFold(host, "localhost") {
+			host = "127.0.0.1"
+		}
+		if a, err := netip.ParseAddr(host); err == nil && a.Zone() == "" && !a.Unmap().IsUnspecified() && fits(a.Unmap()) {
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, ErrTURNAnnounced
+}
+
+// TURNExternal reports whether browsers are sent to an external TURN
+// server: the embedded one is off and --turn-urls names one.
+func (c *Config) TURNExternal() bool { return !c.TURN && len(c.TURNURLs) > 0 }
 
 // WSOrigins are the origins whose pages may open signaling sockets: the
 // public URL's and --ws-allowed-origins, normalised (NormalizeOrigin).
@@ -282,21 +388,7 @@ var options = []Option{
 	{Name: "insecure-http", Default: "false", bool: true, Usage: "serve plain HTTP, ONLY behind a TLS-terminating proxy",
 		set: func(c *Config, v string) (err error) { c.InsecureHTTP, err = parseBool(v); return }},
 	{Name: "trusted-proxies", Usage: "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed",
-		set: func(c *Config, v string) error {
-			c.TrustedProxies = nil
-			for _, s := range splitList(v) {
-				p, err := netip.ParsePrefix(s)
-				if err != nil {
-					a, aerr := netip.ParseAddr(s)
-					if aerr != nil {
-						return fmt.Errorf("%q is not an IP address or CIDR", s)
-					}
-					p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-				}
-				c.TrustedProxies = append(c.TrustedProxies, p.Masked())
-			}
-			return nil
-		}},
+		set: prefixListSetter(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })},
 	{Name: "password-min-length", Default: "12", Usage: "shortest password accepted, in `characters` (8 to 64)",
 		set: intSetter(8, 64, func(c *Config) *int { return &c.PasswordMinLength })},
 	{Name: "session-idle-timeout", Default: "30m", Usage: "`duration` after which an unused session ends",
@@ -349,18 +441,7 @@ var options = []Option{
 	{Name: "media-tcp-port", Default: "8444", Usage: "TCP `port` for media (ICE-TCP) when UDP is blocked; 0 picks a free port, -1 disables ICE-TCP",
 		set: intSetter(-1, 65535, func(c *Config) *int { return &c.MediaTCPPort })},
 	{Name: "media-listen-ip", Usage: "IP `address` the media sockets bind; default: the host of --listen (0.0.0.0 if it has none)",
-		set: func(c *Config, v string) error {
-			if v == "" {
-				c.MediaListenIP = ""
-				return nil
-			}
-			a, err := netip.ParseAddr(v)
-			if err != nil || a.Zone() != "" {
-				return errors.New("want an IP address such as 0.0.0.0 or 192.0.2.10")
-			}
-			c.MediaListenIP = a.Unmap().String()
-			return nil
-		}},
+		set: ipSetter(func(c *Config) *string { return &c.MediaListenIP })},
 	{Name: "media-public-ips", Usage: "comma-separated public IP `addresses` announced for media instead of the local ones (1:1 NAT)",
 		set: func(c *Config, v string) error {
 			c.MediaPublicIPs = nil
@@ -385,21 +466,7 @@ var options = []Option{
 			return nil
 		}},
 	{Name: "media-allowed-remote", Usage: "comma-separated `CIDRs` of private, loopback or link-local peer addresses media may be sent to (refused by default)",
-		set: func(c *Config, v string) error {
-			c.MediaAllowedRemote = nil
-			for _, s := range splitList(v) {
-				p, err := netip.ParsePrefix(s)
-				if err != nil {
-					a, aerr := netip.ParseAddr(s)
-					if aerr != nil || a.Zone() != "" {
-						return fmt.Errorf("%q is not an IP address or CIDR", s)
-					}
-					p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-				}
-				c.MediaAllowedRemote = append(c.MediaAllowedRemote, p.Masked())
-			}
-			return nil
-		}},
+		set: prefixListSetter(func(c *Config) *[]netip.Prefix { return &c.MediaAllowedRemote })},
 	{Name: "ws-allowed-origins", Usage: "comma-separated `origins` (https://host[:port]) whose pages may open signaling sockets, besides the public URL's",
 		set: func(c *Config, v string) error {
 			c.WSAllowedOrigins = nil
@@ -418,6 +485,154 @@ var options = []Option{
 		set: intSetter(1, 1000, func(c *Config) *int { return &c.WSMaxPerUser })},
 	{Name: "ws-max-per-ip", Default: "32", Usage: "signaling sockets one client address may have open at once (`count`, 1 to 100000)",
 		set: intSetter(1, 100000, func(c *Config) *int { return &c.WSMaxPerIP })},
+	{Name: "turn", Default: "true", bool: true, Usage: "run the embedded TURN server (default true; --turn=false turns it off)",
+		set: func(c *Config, v string) (err error) { c.TURN, err = parseBool(v); return }},
+	{Name: "turn-udp-port", Default: "3478", Usage: "UDP `port` of the TURN server; 0 picks a free port, -1 turns TURN over UDP off",
+		set: intSetter(-1, 65535, func(c *Config) *int { return &c.TURNUDPPort })},
+	{Name: "turn-tcp-port", Default: "3478", Usage: "TCP `port` of the TURN server; 0 picks a free port, -1 turns TURN over TCP off",
+		set: intSetter(-1, 65535, func(c *Config) *int { return &c.TURNTCPPort })},
+	{Name: "turn-tls-port", Default: "5349", Usage: "TLS `port` of the TURN server (the HTTPS certificate; off with --insecure-http); 0 picks a free port, -1 turns it off",
+		set: intSetter(-1, 65535, func(c *Config) *int { return &c.TURNTLSPort })},
+	{Name: "turn-listen-ip", Usage: "IP `address` the TURN listeners bind; default: the media listen address",
+		set: ipSetter(func(c *Config) *string { return &c.TURNListenIP })},
+	{Name: "turn-relay-ip", Usage: "IP `address` the TURN relay sockets bind; default: the TURN listen address",
+		set: ipSetter(func(c *Config) *string { return &c.TURNRelayIP })},
+	{Name: "turn-announced-ip", Usage: "public IP `address` of the relay told to browsers (1:1 NAT); default: the first --media-public-ips address, else the relay address",
+		set: func(c *Config, v string) error {
+			c.TURNAnnouncedIP = netip.Addr{}
+			if v == "" {
+				return nil
+			}
+			a, err := netip.ParseAddr(v)
+			if err != nil || a.Zone() != "" || a.Unmap().IsUnspecified() || a.Unmap().IsMulticast() {
+				return errors.New("want a specific unicast IP address such as 203.0.113.10")
+			}
+			c.TURNAnnouncedIP = a.Unmap()
+			return nil
+		}},
+	{Name: "turn-relay-ports", Default: "49152-65535", Usage: "`range` min-max of the UDP ports relays use (0: any port the system picks)",
+		set: func(c *Config, v string) error {
+			if v == "0" {
+				c.TURNRelayPortMin, c.TURNRelayPortMax = 0, 0
+				return nil
+			}
+			first, last, ok := strings.Cut(v, "-")
+			lo, err1 := strconv.Atoi(strings.TrimSpace(first))
+			hi, err2 := strconv.Atoi(strings.TrimSpace(last))
+			if !ok || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+				return errors.New("want a port range min-max such as 49152-65535 (1 to 65535, min not above max)")
+			}
+			c.TURNRelayPortMin, c.TURNRelayPortMax = lo, hi
+			return nil
+		}},
+	{Name: "turn-allowed-peers", Usage: "comma-separated `CIDRs` of loopback, private or other special-purpose peer addresses the TURN relay may reach (refused by default)",
+		set: prefixListSetter(func(c *Config) *[]netip.Prefix { return &c.TURNAllowedPeers })},
+	{Name: "turn-max-allocations-per-participant", Default: "5", Usage: "TURN allocations one meeting participant may hold at once (`count`, 1 to 100)",
+		set: intSetter(1, 100, func(c *Config) *int { return &c.TURNMaxAllocationsPerParticipant })},
+	{Name: "turn-max-allocations", Default: "1000", Usage: "TURN allocations of the whole server (`count`, 1 to 1000000)",
+		set: intSetter(1, 1000000, func(c *Config) *int { return &c.TURNMaxAllocations })},
+	{Name: "turn-credential-ttl", Default: "10m", Usage: "`duration` a TURN credential is valid (1m to 24h); the meeting page gets fresh ones before they expire",
+		set: durationRangeSetter(time.Minute, 24*time.Hour, func(c *Config) *time.Duration { return &c.TURNCredentialTTL })},
+	{Name: "turn-urls", Usage: "comma-separated turn:/turns: `URLs` given to browsers; default: the embedded server's listeners on the public URL's host. With --turn=false they name an external TURN server (needs PARLEY_TURN_SECRET)",
+		set: func(c *Config, v string) error {
+			c.TURNURLs = nil
+			for _, s := range splitList(v) {
+				if err := checkTURNURL(s); err != nil {
+					return fmt.Errorf("%q: %v", s, err)
+				}
+				if !slices.Contains(c.TURNURLs, s) {
+					c.TURNURLs = append(c.TURNURLs, s)
+				}
+			}
+			return nil
+		}},
+	{Name: "turn-secret", EnvOnly: true, Usage: "TURN shared secret, 64 hex characters (openssl rand -hex 32), the static-auth-secret of an external TURN server; default: the file turn-secret in the data directory",
+		set: func(c *Config, v string) error {
+			c.TURNSecret = ""
+			if v == "" {
+				return nil
+			}
+			if len(v) != 64 {
+				return errors.New("want 64 hex characters (openssl rand -hex 32)")
+			}
+			if _, err := hex.DecodeString(v); err != nil {
+				return errors.New("want 64 hex characters (openssl rand -hex 32)")
+			}
+			c.TURNSecret = v
+			return nil
+		}},
+}
+
+// checkTURNURL accepts a TURN URI as browsers take it (RFC 7065):
+// turn:host[:port][?transport=udp|tcp] or turns:host[:port][?transport=tcp],
+// where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
+func checkTURNURL(s string) error {
+	scheme, rest, _ := strings.Cut(s, ":")
+	if scheme != "turn" && scheme != "turns" {
+		return errors.New("want a turn: or turns: URL such as turn:meet.example.org:3478?transport=udp")
+	}
+	hostPort, query, hasQuery := strings.Cut(rest, "?")
+	if hasQuery {
+		switch query {
+		case "transport=tcp":
+		case "transport=udp":
+			if scheme == "turns" {
+				return errors.New("turns: runs over TCP (transport=tcp)")
+			}
+		default:
+			return errors.New("the only query allowed is transport=udp or transport=tcp")
+		}
+	}
+	host, port := hostPort, ""
+	if strings.HasPrefix(hostPort, "[") {
+		end := strings.Index(hostPort, "]")
+		if end < 0 {
+			return errors.New("unclosed [ in the host")
+		}
+		host, port = hostPort[1:end], hostPort[end+1:]
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() || a.Zone() != "" {
+			return errors.New("[...] must hold an IPv6 address")
+		}
+		if port != "" && !strings.HasPrefix(port, ":") {
+			return errors.New("want [ipv6]:port")
+		}
+		port = strings.TrimPrefix(port, ":")
+	} else {
+		if h, p, ok := strings.Cut(hostPort, ":"); ok {
+			host, port = h, p
+			if port == "" {
+				return errors.New("empty port")
+			}
+		}
+		if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+			return errors.New("want a host name or IP address (IPv6 in brackets), without // or a path")
+		}
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return errors.New("port must be a number from 1 to 65535")
+		}
+	}
+	return nil
+}
+
+// validHostName accepts a DNS name: dot-separated labels of letters, digits
+// and hyphens, not starting or ending with a hyphen.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // validInterfaceName accepts what Linux, BSD and Windows name interfaces
@@ -524,9 +739,11 @@ func loadFlags(cmd string, args []string, getenv func(string) string, out io.Wri
 		fmt.Fprintf(out, "the YAML file named by --config. Precedence: flag, then environment, then file,\n")
 		fmt.Fprintf(out, "then the default.\n\nOptions:\n")
 		fs.PrintDefaults()
+		header := "\nEnvironment only:\n"
 		for _, o := range active {
 			if o.EnvOnly {
-				fmt.Fprintf(out, "\nEnvironment only:\n  %s\n    \t%s\n", o.Env(), o.Usage)
+				fmt.Fprintf(out, "%s  %s\n    \t%s\n", header, o.Env(), o.Usage)
+				header = ""
 			}
 		}
 	}
@@ -605,6 +822,35 @@ func (c *Config) validate() error {
 	if c.InsecureHTTP && (c.TLSCert != "" || len(c.ACMEDomains) > 0) {
 		return &Error{Msg: "invalid value for option --insecure-http: cannot be combined with --tls-cert or --acme-domains"}
 	}
+	return c.validateTURN()
+}
+
+// validateTURN checks the TURN options against each other and the rest.
+func (c *Config) validateTURN() error {
+	if !c.TURN {
+		if len(c.TURNURLs) > 0 && c.TURNSecret == "" {
+			return &Error{Msg: "invalid value for option --turn-urls: with --turn=false the URLs name an external TURN " +
+				"server, whose shared secret (its static-auth-secret) must be given in PARLEY_TURN_SECRET"}
+		}
+		return nil
+	}
+	tlsOn := c.TURNTLSPort >= 0 && !c.InsecureHTTP
+	if c.TURNUDPPort < 0 && c.TURNTCPPort < 0 && !tlsOn {
+		return &Error{Msg: "invalid value for option --turn-udp-port/--turn-tcp-port/--turn-tls-port: every TURN listener " +
+			"is off (TURN over TLS is off with --insecure-http); use --turn=false to run without the TURN server"}
+	}
+	if tlsOn && c.TURNTCPPort > 0 && c.TURNTLSPort == c.TURNTCPPort {
+		return &Error{Msg: fmt.Sprintf("invalid value for option --turn-tls-port (PARLEY_TURN_TLS_PORT): %d is also "+
+			"--turn-tcp-port; TURN over TCP and over TLS need a port each", c.TURNTLSPort)}
+	}
+	relay := c.TURNRelayAddr()
+	if a := c.TURNAnnouncedIP; a.IsValid() && !relay.IsUnspecified() && a.Is4() != relay.Is4() {
+		return &Error{Msg: fmt.Sprintf("invalid value for option --turn-announced-ip (PARLEY_TURN_ANNOUNCED_IP): %s "+
+			"is not of the address family of the relay address %s (--turn-relay-ip)", a, relay)}
+	}
+	if _, err := c.TURNAnnouncedAddr(); err != nil {
+		return &Error{Msg: "invalid value for option --turn-announced-ip: " + err.Error()}
+	}
 	return nil
 }
 
@@ -672,15 +918,70 @@ func lookupEnv(getenv func(string) string, name string) (string, bool) {
 }
 
 func durationSetter(field func(*Config) *time.Duration) func(*Config, string) error {
+	return durationRangeSetter(100*time.Millisecond, 24*time.Hour, field)
+}
+
+func durationRangeSetter(lo, hi time.Duration, field func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return errors.New("want a duration such as 15s or 2m")
 		}
-		if d < 100*time.Millisecond || d > 24*time.Hour {
-			return errors.New("must be between 100ms and 24h")
+		if d < lo || d > hi {
+			return fmt.Errorf("must be between %s and %s", shortDuration(lo), shortDuration(hi))
 		}
 		*field(c) = d
+		return nil
+	}
+}
+
+// shortDuration prints 24h rather than 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// ipSetter parses an optional IP address option (empty: the default);
+// IPv4-mapped addresses are stored as IPv4, zones are refused.
+func ipSetter(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			*field(c) = ""
+			return nil
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" {
+			return errors.New("want an IP address such as 0.0.0.0 or 192.0.2.10")
+		}
+		*field(c) = a.Unmap().String()
+		return nil
+	}
+}
+
+// prefixListSetter parses comma-separated CIDRs and addresses (an address
+// is its /32 or /128). Host bits are masked off, IPv4-mapped addresses are
+// taken as IPv4, and zones are refused.
+func prefixListSetter(field func(*Config) *[]netip.Prefix) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []netip.Prefix
+		for _, s := range splitList(v) {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil || a.Zone() != "" {
+					return fmt.Errorf("%q is not an IP address or CIDR", s)
+				}
+				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			}
+			out = append(out, p.Masked())
+		}
+		*field(c) = out
 		return nil
 	}
 }

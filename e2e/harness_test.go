@@ -198,7 +198,13 @@ func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port
 		// Media on a free UDP port of 127.0.0.1 (the host of --listen) and
 		// no ICE-TCP, so that no fixed port can clash.
 		"--media-udp-port", "0",
-		"--media-tcp-port", "-1"}, extra...)
+		"--media-tcp-port", "-1",
+		// TURN on free ports too (its tests allow it to relay to loopback
+		// where they need it).
+		"--turn-udp-port", "0",
+		"--turn-tcp-port", "0",
+		"--turn-tls-port", "0",
+		"--turn-relay-ports", "0"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = s.stdout
 	cmd.Stderr = s.stderr

@@ -2,30 +2,24 @@ package server
 
 import (
 	"io"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/parley-meet/parley/internal/rtctest"
 )
 
 // peerAPI is a Pion API set up like a browser on loopback (the settings of
 // shared/e2e/README.md): it gathers on lo only and contacts only loopback.
 func peerAPI(t *testing.T) *webrtc.API {
 	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetInterfaceFilter(func(n string) bool { return n == "lo" })
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se := rtctest.LoopbackSettingEngine()
 	se.LoggerFactory = &logging.DefaultLoggerFactory{Writer: io.Discard}
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
@@ -48,8 +42,7 @@ type peer struct {
 
 	pending atomic.Bool // our offer is outstanding
 
-	mu      sync.Mutex
-	packets map[string]*atomic.Int64 // received RTP packets by remote track id
+	packets rtctest.Counters // received RTP packets by remote track id
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -64,15 +57,9 @@ func newPeer(t *testing.T, s *sock, api *webrtc.API) *peer {
 		t.Fatal(err)
 	}
 	p := &peer{t: t, s: s, pc: pc, events: make(chan map[string]any, 4096), cmds: make(chan func()),
-		packets: map[string]*atomic.Int64{}, stop: make(chan struct{})}
+		stop: make(chan struct{})}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		p.mu.Lock()
-		n := p.packets[tr.ID()]
-		if n == nil {
-			n = &atomic.Int64{}
-			p.packets[tr.ID()] = n
-		}
-		p.mu.Unlock()
+		n := p.packets.Counter(tr.ID())
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
@@ -296,30 +283,21 @@ func (p *peer) expect(typ string, within time.Duration) map[string]any {
 }
 
 // received is the number of RTP packets received on the remote track id.
-func (p *peer) received(id string) int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n := p.packets[id]; n != nil {
-		return n.Load()
-	}
-	return 0
-}
+func (p *peer) received(id string) int64 { return p.packets.Get(id) }
 
 // flowing counts the remote tracks that received packets in the last
 // window.
 func (p *peer) flowing(window time.Duration) map[string]bool {
-	p.mu.Lock()
+	ids, counts := p.packets.Snapshot()
 	before := map[string]int64{}
-	for id, n := range p.packets {
-		before[id] = n.Load()
+	for i, id := range ids {
+		before[id] = counts[i]
 	}
-	p.mu.Unlock()
 	time.Sleep(window)
 	out := map[string]bool{}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, n := range p.packets {
-		if n.Load() > before[id] {
+	ids, counts = p.packets.Snapshot()
+	for i, id := range ids {
+		if counts[i] > before[id] {
 			out[id] = true
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -14,13 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-meet/parley/internal/leakcheck"
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley-meet/parley/internal/leakcheck"
+	"github.com/parley-meet/parley/internal/pionlog"
+	"github.com/parley-meet/parley/internal/rtctest"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
@@ -54,17 +55,12 @@ func newTestSFU(t testing.TB) *SFU {
 // settings from shared/e2e/README.md.
 func clientAPI(t testing.TB, tcp bool) *webrtc.API {
 	t.Helper()
-	se := webrtc.SettingEngine{LoggerFactory: &pionLoggerFactory{log: testLogger().With("side", "client")}}
-	se.SetInterfaceFilter(func(n string) bool { return n == "lo" })
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if tcp {
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
-	} else {
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		types = []webrtc.NetworkType{webrtc.NetworkTypeTCP4}
 	}
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se := rtctest.LoopbackSettingEngine(types...)
+	se.LoggerFactory = pionlog.New(testLogger().With("side", "client"), pionlog.Plain)
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		t.Fatal(err)

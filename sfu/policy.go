@@ -1,13 +1,8 @@
 package sfu
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
-
-	"github.com/pion/logging"
 )
 
 // remotePolicy decides which remote candidate addresses the SFU may send
@@ -71,51 +66,4 @@ func (p remotePolicy) candidateAllowed(cand string) bool {
 		return false
 	}
 	return p.allow(addr)
-}
-
-// pionLoggerFactory routes Pion's logs to slog. Pion's warnings and info
-// often quote candidates, so they go to debug; its errors go to warn unless
-// they mention a candidate or SDP, which stay at debug.
-type pionLoggerFactory struct {
-	log *slog.Logger
-}
-
-func (f *pionLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
-	return &pionLogger{log: f.log.With("pion", scope)}
-}
-
-type pionLogger struct {
-	log *slog.Logger
-}
-
-func (l *pionLogger) emit(level slog.Level, msg string) {
-	low := strings.ToLower(msg)
-	if strings.Contains(low, "pwd") || strings.Contains(low, "fingerprint") {
-		return // ICE passwords and DTLS fingerprints are never logged
-	}
-	if level > slog.LevelDebug &&
-		(strings.Contains(low, "candidate") || strings.Contains(low, "sdp") || strings.Contains(low, "a=")) {
-		level = slog.LevelDebug
-	}
-	if l.log.Enabled(context.Background(), level) {
-		l.log.Log(context.Background(), level, msg)
-	}
-}
-
-func (l *pionLogger) Trace(string)                   {}
-func (l *pionLogger) Tracef(string, ...any)          {}
-func (l *pionLogger) Debug(msg string)               { l.emit(slog.LevelDebug, msg) }
-func (l *pionLogger) Debugf(format string, a ...any) { l.emitf(slog.LevelDebug, format, a...) }
-func (l *pionLogger) Info(msg string)                { l.emit(slog.LevelDebug, msg) }
-func (l *pionLogger) Infof(format string, a ...any)  { l.emitf(slog.LevelDebug, format, a...) }
-func (l *pionLogger) Warn(msg string)                { l.emit(slog.LevelDebug, msg) }
-func (l *pionLogger) Warnf(format string, a ...any)  { l.emitf(slog.LevelDebug, format, a...) }
-func (l *pionLogger) Error(msg string)               { l.emit(slog.LevelWarn, msg) }
-func (l *pionLogger) Errorf(format string, a ...any) { l.emitf(slog.LevelWarn, format, a...) }
-
-func (l *pionLogger) emitf(level slog.Level, format string, a ...any) {
-	if !l.log.Enabled(context.Background(), level) && level == slog.LevelDebug {
-		return
-	}
-	l.emit(level, fmt.Sprintf(format, a...))
 }

@@ -17,7 +17,10 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley-meet/parley/internal/pionlog"
 )
 
 // ErrBadSDP is returned when an offer or answer is refused before Pion sees
@@ -116,7 +119,9 @@ func New(cfg Config) (*SFU, error) {
 		policy: remotePolicy{allowed: append([]netip.Prefix(nil), cfg.AllowedRemote...)},
 		rooms:  map[string]*Room{},
 	}
-	pionLogs := &pionLoggerFactory{log: log}
+	// Pion's warnings and info often quote candidates or react to what
+	// remote peers send: debug. Its errors: warn.
+	pionLogs := pionlog.New(log, pionlog.Levels{Info: slog.LevelDebug, Warn: slog.LevelDebug, Error: slog.LevelWarn})
 
 	// Which addresses we gather from: with a specific listen IP, that IP
 	// only (the TCP mux is bound to it too); otherwise every address of the
@@ -218,7 +223,7 @@ func New(cfg Config) (*SFU, error) {
 // buildAPI registers codecs, header extensions and interceptors explicitly
 // and applies the network policy to a SettingEngine.
 func (s *SFU) buildAPI(cfg Config, ip netip.Addr, ifaceOK func(string) bool, ipOK func(net.IP) bool,
-	netTypes []webrtc.NetworkType, pionLogs *pionLoggerFactory,
+	netTypes []webrtc.NetworkType, pionLogs logging.LoggerFactory,
 ) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {

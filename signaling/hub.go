@@ -30,9 +30,12 @@ type Config struct {
 	Media      Media
 	Logger     *slog.Logger // nil: discard
 	// ICEServers returns the ICE servers (STUN/TURN, with credentials
-	// minted for this participant) sent in the welcome; it is called with
-	// the room locked and must not block. nil: none.
-	ICEServers func(id Identity) []ICEServer
+	// minted for this participant) sent in the welcome, and when those
+	// credentials expire (zero: never). Before they do, while the
+	// participant is in the meeting, the hub mints new ones and sends them
+	// in an ice_servers message. It is called with the room locked and must
+	// not block. nil: none.
+	ICEServers func(participantID string) ([]ICEServer, time.Time)
 	Now        func() time.Time // nil: time.Now
 
 	MaxPerUser        int           // [8] open sockets per subject
@@ -87,7 +90,7 @@ func (c *Config) defaults() {
 		c.Now = time.Now
 	}
 	if c.ICEServers == nil {
-		c.ICEServers = func(Identity) []ICEServer { return nil }
+		c.ICEServers = func(string) ([]ICEServer, time.Time) { return nil, time.Time{} }
 	}
 }
 
@@ -425,6 +428,7 @@ func (h *Hub) keepAlive() {
 		h.log.Warn("signaling: session keep-alive failed; sockets stay open", "err", err)
 		return
 	}
+	iceNow := h.cfg.Now()
 	for _, p := range parts {
 		alive := liveSessions[p.ident.SessionID]
 		if p.ident.Guest {
@@ -432,7 +436,9 @@ func (h *Hub) keepAlive() {
 		}
 		if !alive {
 			p.c.close(ClosePolicy, "session ended")
+			continue
 		}
+		p.refreshICE(iceNow)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -396,5 +397,38 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ICE servers: the welcome carries the ones minted for the participant's
+// id, and before their credentials expire the hub sends fresh ones
+// (ice_servers), again and again while the participant stays.
+func TestICEServersRefresh(t *testing.T) {
+	var mu sync.Mutex
+	minted := map[string]int{}
+	h := newHarness(t, func(c *Config) {
+		c.ICEServers = func(pid string) ([]ICEServer, time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			minted[pid]++
+			n := minted[pid]
+			return []ICEServer{{URLs: []string{"turn:turn.example:3478?transport=udp"}, Username: fmt.Sprintf("%d:%s", n, pid), Credential: "secret"}},
+				time.Now().Add(500 * time.Millisecond)
+		}
+	})
+	h.bind("user:host", room1, rbac.RoleHost)
+	host := h.dial("user:host", room1)
+	w := host.join()
+	pid := w["participant_id"].(string)
+	ice := w["ice_servers"].([]any)
+	if len(ice) != 1 || ice[0].(map[string]any)["username"] != "1:"+pid || ice[0].(map[string]any)["credential"] != "secret" {
+		t.Fatalf("welcome ice_servers: %v", w["ice_servers"])
+	}
+	for want := 2; want <= 3; want++ {
+		m := host.expect("ice_servers")
+		got := m["ice_servers"].([]any)
+		if len(got) != 1 || got[0].(map[string]any)["username"] != fmt.Sprintf("%d:%s", want, pid) {
+			t.Fatalf("refresh %d: %v", want, m)
+		}
 	}
 }

@@ -49,6 +49,13 @@ type roomView struct {
 	Recording bool   `json:"recording"`
 }
 
+// iceServersMsg replaces the ICE servers of the welcome before their
+// credentials expire.
+type iceServersMsg struct {
+	Type       string      `json:"type"`
+	ICEServers []ICEServer `json:"ice_servers"`
+}
+
 type welcomeMsg struct {
 	Type          string       `json:"type"`
 	ParticipantID string       `json:"participant_id"`

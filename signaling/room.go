@@ -3,6 +3,7 @@ package signaling
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -70,6 +71,10 @@ type participant struct {
 	hand  bool
 	media MediaParticipant
 
+	// iceRefresh is when to send new ICE credentials (unix ns; 0: never),
+	// set at activation and by the keep-alive loop that sends them.
+	iceRefresh atomic.Int64
+
 	// The reader goroutine's own.
 	limiter     *rate.Limiter // messages
 	abuse       *rate.Limiter // messages refused by limiter
@@ -77,6 +82,31 @@ type participant struct {
 	denials     *rate.Limiter // audited refusals
 	suppressed  int           // refusals not audited since the last audited one
 	lastRateErr time.Time
+}
+
+// scheduleICERefresh plans the next ice_servers message for credentials
+// that expire at expires: after four fifths of their life.
+func (p *participant) scheduleICERefresh(expires time.Time) {
+	now := p.hub.cfg.Now()
+	if expires.IsZero() || !expires.After(now) {
+		p.iceRefresh.Store(0)
+		return
+	}
+	p.iceRefresh.Store(now.Add(expires.Sub(now) * 4 / 5).UnixNano())
+}
+
+// refreshICE sends fresh ICE credentials if they are due.
+func (p *participant) refreshICE(now time.Time) {
+	at := p.iceRefresh.Load()
+	if at == 0 || now.UnixNano() < at || !p.iceRefresh.CompareAndSwap(at, 0) {
+		return
+	}
+	ice, expires := p.hub.cfg.ICEServers(p.id)
+	if ice == nil {
+		ice = []ICEServer{}
+	}
+	p.scheduleICERefresh(expires)
+	p.c.send(mustJSON(iceServersMsg{Type: "ice_servers", ICEServers: ice}))
 }
 
 func newParticipant(h *Hub, c *conn, id Identity) *participant {
@@ -201,8 +231,10 @@ func (p *participant) activate() {
 	r.admitted[p.ident.Subject] = true
 	p.pub = publishOf(p.perms)
 	pub := p.pub
+	ice, expires := h.cfg.ICEServers(p.id)
+	p.scheduleICERefresh(expires)
 	welcome := welcomeMsg{Type: "welcome", ParticipantID: p.id, Role: p.role, Permissions: p.perms,
-		Participants: r.membersLocked(p, r.media.Tracks()), ICEServers: h.cfg.ICEServers(p.ident),
+		Participants: r.membersLocked(p, r.media.Tracks()), ICEServers: ice,
 		Room: roomView{Name: r.info.Name, Locked: r.locked}}
 	if welcome.ICEServers == nil {
 		welcome.ICEServers = []ICEServer{}

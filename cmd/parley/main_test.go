@@ -131,8 +131,8 @@ func serveWithStdout(t *testing.T, args []string, environ map[string]string) (ba
 	logs, stdout = &syncBuffer{}, &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
-			"--media-udp-port", "0", "--media-tcp-port", "0"}, args...),
+		done <- run(ctx, append(append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
+			"--media-udp-port", "0", "--media-tcp-port", "0"}, turnTestArgs...), args...),
 			env{getenv: func(k string) string { return environ[k] }, stdout: stdout, stderr: logs})
 	}()
 	deadline := time.Now().Add(20 * time.Second)
@@ -266,7 +266,7 @@ func TestBinaryLifecycle(t *testing.T) {
 		t.Fatalf("go build: %v", err)
 	}
 	dataDir := t.TempDir()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--media-udp-port", "0", "--media-tcp-port", "0")
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--media-udp-port", "0", "--media-tcp-port", "0"}, turnTestArgs...)...)
 	cmd.Env = append(os.Environ(), "PARLEY_DATA_DIR="+dataDir, "PARLEY_LOG_FORMAT=json")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

@@ -103,19 +103,33 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "parley: media plane: %v (check --media-udp-port, --media-tcp-port and --media-listen-ip)\n", err)
 		return 1
 	}
+	// TURN: the embedded server (bound here too, for the same reason), or
+	// credentials for an external one; the hub hands them to participants.
+	turnSrv, code := startTURN(cfg, tlsConfigOf(tlsSetup), auditLog, log, e)
+	if turnSrv == nil {
+		media.Close()
+		return code
+	}
 	hub, err := signaling.New(signaling.Config{
 		Authorizer: authz, KeepAlive: authSvc.KeepAlive, Audit: auditLog, Media: signaling.SFUMedia(media),
-		Logger: log, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP,
+		Logger: log, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP, ICEServers: turnSrv.ice,
 	})
 	if err != nil {
+		turnSrv.Close()
 		media.Close()
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
 		return 1
 	}
+	// The hub first (no more credentials are handed out), then TURN (its
+	// allocations end and its last events reach the audit log), then the
+	// media plane.
 	var stopOnce sync.Once
 	stopMeetings := func() {
 		stopOnce.Do(func() {
 			hub.Close()
+			if err := turnSrv.Close(); err != nil {
+				log.Warn("closing the TURN server", "err", err)
+			}
 			if err := media.Close(); err != nil {
 				log.Warn("closing the media plane", "err", err)
 			}
@@ -129,7 +143,7 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		return 1
 	}
 
-	details := map[string]any{"version": version(), "store": string(st.Engine()), "listen": ln.Addr().String()}
+	details := map[string]any{"version": version(), "store": string(st.Engine()), "listen": ln.Addr().String(), "turn": turnSrv.mode}
 	if tlsSetup != nil {
 		details["tls"] = string(tlsSetup.Mode)
 		switch tlsSetup.Mode {
@@ -217,16 +231,22 @@ func newMedia(cfg *config.Config, log *slog.Logger) (*sfu.SFU, error) {
 // sharesHTTPSPort reports whether a TCP port on the media address would be
 // the one --listen binds.
 func sharesHTTPSPort(cfg *config.Config, port int) bool {
+	return sharesHTTPSPortOn(cfg, cfg.MediaListenAddr(), port)
+}
+
+// sharesHTTPSPortOn reports whether TCP port on address addr would be the
+// one --listen binds.
+func sharesHTTPSPortOn(cfg *config.Config, addr string, port int) bool {
 	host, p, err := net.SplitHostPort(cfg.Listen)
 	if err != nil || p != strconv.Itoa(port) {
 		return false
 	}
 	listen, err1 := netip.ParseAddr(host)
-	media, err2 := netip.ParseAddr(cfg.MediaListenAddr())
+	other, err2 := netip.ParseAddr(addr)
 	if host == "" || host == "localhost" || err1 != nil || err2 != nil {
 		return true
 	}
-	return listen.Unmap() == media.Unmap() || listen.IsUnspecified() || media.IsUnspecified()
+	return listen.Unmap() == other.Unmap() || listen.IsUnspecified() || other.IsUnspecified()
 }
 
 func tlsConfigOf(t *server.TLSSetup) *tls.Config {

@@ -271,6 +271,19 @@ export class Call {
     }
   }
 
+  /**
+   * Replaces the ICE servers (fresh TURN credentials from the server).
+   * @param {RTCIceServer[]} iceServers
+   */
+  setIceServers(iceServers) {
+    if (this.closed) return;
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+    } catch (err) {
+      console.warn('parley: the new ICE servers were not taken:', err);
+    }
+  }
+
   /** Restarts ICE with a fresh offer (after a network change). */
   restartIce() {
     this.iceRestartDue = true;

@@ -543,6 +543,11 @@ function handle(msg) {
     case 'candidate':
       if (state.call && msg.candidate && typeof msg.candidate === 'object') void state.call.handleCandidate(msg.candidate);
       break;
+    case 'ice_servers':
+      // Fresh TURN credentials before the old ones expire: used by the
+      // next ICE restart and by new relay allocations.
+      if (state.call && Array.isArray(msg.ice_servers)) state.call.setIceServers(msg.ice_servers.filter(validIceServer));
+      break;
     case 'participant_joined': joined(msg.participant); break;
     case 'participant_left': left(participantId(msg.participant)); break;
     case 'track_published': trackPublished(msg); break;

@@ -1,0 +1,78 @@
+// Package rtctest holds what Parley's WebRTC tests share: Pion settings
+// that keep a test's media on loopback (tests may send packets nowhere
+// else), and counters of received packets by key.
+package rtctest
+
+import (
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// LoopbackSettingEngine gathers candidates only on lo and loopback
+// addresses, of the given network types (default UDP4), never resolves or
+// announces mDNS names, and refuses remote candidates that are not
+// loopback (peer-reflexive ones included).
+func LoopbackSettingEngine(types ...webrtc.NetworkType) webrtc.SettingEngine {
+	if len(types) == 0 {
+		types = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	se := webrtc.SettingEngine{}
+	se.SetInterfaceFilter(func(n string) bool { return n == "lo" })
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes(types)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return se
+}
+
+// Counters counts packets by key (a track id, a publisher). The zero
+// value is ready to use.
+type Counters struct {
+	mu sync.Mutex
+	m  map[string]*atomic.Int64
+}
+
+// Counter returns key's counter, made on first use.
+func (c *Counters) Counter(key string) *atomic.Int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*atomic.Int64{}
+	}
+	n := c.m[key]
+	if n == nil {
+		n = &atomic.Int64{}
+		c.m[key] = n
+	}
+	return n
+}
+
+// Get is key's count (0 when nothing was counted).
+func (c *Counters) Get(key string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.m[key]; n != nil {
+		return n.Load()
+	}
+	return 0
+}
+
+// Snapshot returns every count, keys sorted.
+func (c *Counters) Snapshot() (keys []string, counts []int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		counts = append(counts, c.m[k].Load())
+	}
+	return keys, counts
+}
