@@ -67,7 +67,7 @@ func newBWEFactory(logs logging.LoggerFactory, created func(cc.BandwidthEstimato
 // videoBudget is this subscriber's estimate share for one video
 // subscription, in bit/s; 0 when there is no estimate.
 func (p *Participant) videoBudget() int64 {
-	if p.bwe == nil {
+	if p == nil || p.bwe == nil { // a tap has no connection to estimate
 		return 0
 	}
 	target := int64(p.bwe.GetTargetBitrate())

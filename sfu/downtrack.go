@@ -20,7 +20,8 @@ import (
 // packet caches, and turns its PLI/FIR into throttled keyframe requests.
 type downTrack struct {
 	track    *publishedTrack
-	sub      *Participant
+	sub      *Participant // nil for a tap's
+	tap      *Tap         // set for a tap's (tap.go)
 	streamID string
 
 	maxWidth atomic.Int32 // RequestLayer; 0: no limit

@@ -301,7 +301,11 @@ func (p *Participant) unpublish(t *publishedTrack) {
 	downs := t.close()
 	p.room.removeTrack(t)
 	for _, d := range downs {
-		d.sub.removeDownTrack(d)
+		if d.tap != nil {
+			d.tap.detach(d)
+		} else {
+			d.sub.removeDownTrack(d)
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ type Room struct {
 	closed       bool
 	participants map[string]*Participant
 	tracks       []*publishedTrack // published, in publication order
+	taps         []*Tap            // hidden subscribers (tap.go)
 }
 
 // Join adds a participant with a new PeerConnection. id is opaque and must
@@ -140,7 +141,11 @@ func (r *Room) Close() {
 	for _, p := range r.participants {
 		ps = append(ps, p)
 	}
+	taps := append([]*Tap(nil), r.taps...)
 	r.mu.Unlock()
+	for _, tp := range taps {
+		tp.Close()
+	}
 	r.sfu.forgetRoom(r)
 	var wg sync.WaitGroup
 	for _, p := range ps {
@@ -179,11 +184,15 @@ func (r *Room) publish(t *publishedTrack) bool {
 	// Queued under r.mu so that it is ordered with removeTrack's event.
 	info := t.info
 	t.owner.events.push(func() { t.owner.ev.OnTrackPublished(info) })
+	taps := append([]*Tap(nil), r.taps...)
 	r.mu.Unlock()
 	t.owner.log.Info("track published", "track", info.ID, "kind", info.Kind, "source", info.Source,
 		"codec", t.codec.MimeType, "subscribers", len(subs))
 	for _, p := range subs {
 		p.subscribeTo(t)
+	}
+	for _, tp := range taps {
+		tp.attach(t)
 	}
 	return true
 }
