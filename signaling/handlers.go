@@ -114,7 +114,7 @@ func (p *participant) dispatch(mt int, data []byte) {
 	case *layerMsg:
 		p.onLayer(m)
 	case *recordMsg:
-		p.onRecord()
+		p.onRecord(m)
 	case *bareMsg:
 		switch typ {
 		case typeLeave:
@@ -406,11 +406,26 @@ func (p *participant) onRaiseHand(m *raiseHandMsg) {
 	r.mu.Unlock()
 }
 
-func (p *participant) onRecord() {
-	if !p.permitted(rbac.ActRoomRecord, typeRecord, "record", nil) {
+func (p *participant) onRecord(m *recordMsg) {
+	details := map[string]any{"action": m.Action}
+	if !p.permitted(rbac.ActRoomRecord, typeRecord, "record", details) {
 		return
 	}
-	p.c.send(errorJSON(&protoError{codeUnavailable, "recording is not available on this server yet"}, typeRecord))
+	if _, ok := p.active(typeRecord); !ok {
+		return
+	}
+	err := p.room.setRecording(m.Action == "start", p.ident.Actor, p.ident.ClientIP)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrRecordingUnavailable):
+		p.c.send(errorJSON(&protoError{codeUnavailable, "recording is not available on this server"}, typeRecord))
+	case errors.Is(err, ErrRecordingState):
+		p.c.send(errorJSON(&protoError{codeInvalid, err.Error()}, typeRecord))
+	case errors.Is(err, ErrNoMeeting):
+		// The meeting ended meanwhile; the socket is closing.
+	default:
+		p.c.send(errorJSON(&protoError{codeInternal, "the recording could not be changed; try again"}, typeRecord))
+	}
 }
 
 // moderating checks room.moderate for a moderation message, then that the
@@ -540,7 +555,7 @@ func (p *participant) onLock(m *lockMsg) {
 	r := p.room
 	r.mu.Lock()
 	r.locked = *m.Locked
-	r.broadcastLocked(mustJSON(roomStateMsg{Type: "room_state", Locked: r.locked}), nil)
+	r.broadcastLocked(mustJSON(roomStateMsg{Type: "room_state", Locked: r.locked, Recording: r.recording}), nil)
 	r.mu.Unlock()
 	p.moderated(typeLock, map[string]any{"locked": *m.Locked})
 }
@@ -576,5 +591,5 @@ func (r *room) end() {
 	for _, mp := range media {
 		mp.Close()
 	}
-	r.media.Close()
+	r.closeMedia()
 }

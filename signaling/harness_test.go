@@ -19,6 +19,7 @@ import (
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/internal/leakcheck"
 	"github.com/parley-meet/parley/rbac"
+	"github.com/parley-meet/parley/sfu"
 	"github.com/parley-meet/parley/store"
 	"github.com/parley-meet/parley/store/storetest"
 )
@@ -297,10 +298,51 @@ func (r *fakeRoom) Tracks() []Track {
 	return append([]Track(nil), r.tracks...)
 }
 
+func (r *fakeRoom) AddTap(sfu.TapHandler) (*sfu.Tap, error) {
+	return nil, errors.New("the fake media plane has no taps")
+}
+
 func (r *fakeRoom) Close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+}
+
+// fakeRecorder records what the hub asks of the recorder.
+type fakeRecorder struct {
+	mu     sync.Mutex
+	calls  []string // "start <room> <by>", "stop <room>"
+	fail   bool
+	rooms  map[string]MediaRoom
+	nameOf func(string) string
+}
+
+func (f *fakeRecorder) Start(_ context.Context, room MediaRoom, roomID, by string, names func(string) string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errors.New("the disk is full")
+	}
+	f.calls = append(f.calls, "start "+roomID+" "+by)
+	if f.rooms == nil {
+		f.rooms = map[string]MediaRoom{}
+	}
+	f.rooms[roomID] = room
+	f.nameOf = names
+	return nil
+}
+
+func (f *fakeRecorder) Stop(_ context.Context, roomID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "stop "+roomID)
+	return nil
+}
+
+func (f *fakeRecorder) log() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
 }
 
 type fakeParticipant struct {

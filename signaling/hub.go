@@ -28,6 +28,7 @@ type Config struct {
 	KeepAlive  KeepAliveFunc
 	Audit      *audit.Log
 	Media      Media
+	Recorder   Recorder     // nil: recording is unavailable
 	Logger     *slog.Logger // nil: discard
 	// ICEServers returns the ICE servers (STUN/TURN, with credentials
 	// minted for this participant) sent in the welcome, and when those
@@ -288,7 +289,7 @@ func (h *Hub) detach(r *room, p *participant, t *Ticket) {
 	r.mu.Unlock()
 	h.mu.Unlock()
 	if empty {
-		r.media.Close()
+		r.closeMedia()
 	}
 }
 
@@ -359,7 +360,10 @@ func (h *Hub) Close() {
 	h.rooms = map[string]*room{}
 	h.mu.Unlock()
 	for _, r := range rooms {
-		r.media.Close()
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		r.closeMedia()
 	}
 }
 

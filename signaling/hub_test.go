@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -178,7 +179,7 @@ func TestModerationRefusedToMembers(t *testing.T) {
 		{"type": "deny", "participant": victim},
 		{"type": "lock", "locked": true},
 		{"type": "end"},
-		{"type": "record", "recording": true},
+		{"type": "record", "action": "start"},
 	} {
 		ann.send(m)
 		if e := ann.expectError(codeForbidden); e["request"] != m["type"] {
@@ -430,5 +431,95 @@ func TestICEServersRefresh(t *testing.T) {
 		if len(got) != 1 || got[0].(map[string]any)["username"] != fmt.Sprintf("%d:%s", want, pid) {
 			t.Fatalf("refresh %d: %v", want, m)
 		}
+	}
+}
+
+// Recording: a host starts it with record; everyone gets room_state
+// recording:true, and someone joining later sees it in the welcome; the
+// recorder is given this meeting's media and the participants' names;
+// starting twice is refused; the REST path (SetRecording) stops it; the
+// meeting's end stops a recording in progress; a member may not record
+// (refused, audited, the recorder never asked); a recorder failure leaves
+// the meeting unrecorded.
+func TestRecording(t *testing.T) {
+	rec := &fakeRecorder{}
+	h := newHarness(t, func(c *Config) { c.Recorder = rec })
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	host := h.dial("user:host", room1)
+	hw := host.join()
+	if hw["room"].(map[string]any)["recording"] != false {
+		t.Fatalf("welcome: %v", hw["room"])
+	}
+	ann := h.dial("user:ann", room1)
+	ann.join()
+
+	ann.send(map[string]any{"type": "record", "action": "start"})
+	ann.expectError(codeForbidden)
+	if !h.auditHas("signal.record/denied") || len(rec.log()) != 0 {
+		t.Fatalf("a member's record: audit or recorder %v", rec.log())
+	}
+
+	host.send(map[string]any{"type": "record", "action": "start"})
+	for _, c := range []*client{host, ann} {
+		if m := c.expect("room_state"); m["recording"] != true {
+			t.Fatalf("room_state: %v", m)
+		}
+	}
+	if got := rec.log(); len(got) != 1 || got[0] != "start "+room1+" user:host" {
+		t.Fatalf("recorder calls %v", got)
+	}
+	if n := rec.nameOf(hw["participant_id"].(string)); n != "user:host" {
+		t.Errorf("the recorder's name for the host: %q", n)
+	}
+	if !h.auditHas("recording.start/success") || !h.hub.Recording(room1) {
+		t.Error("recording.start not audited, or Recording false")
+	}
+	late := h.dial("user:ann", room1)
+	if lw := late.join(); lw["room"].(map[string]any)["recording"] != true {
+		t.Errorf("a late joiner's welcome: %v", lw["room"])
+	}
+	host.send(map[string]any{"type": "record", "action": "start"})
+	host.expectError(codeInvalid)
+	host.send(map[string]any{"type": "record", "action": "pause"})
+	host.expectError(codeBadMessage)
+
+	if err := h.hub.SetRecording(room1, false, "user:host", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := ann.expect("room_state"); m["recording"] != false {
+		t.Fatalf("room_state after stop: %v", m)
+	}
+	if err := h.hub.SetRecording(room1, false, "user:host", "127.0.0.1"); !errors.Is(err, ErrRecordingState) {
+		t.Errorf("stopping twice: %v", err)
+	}
+	if err := h.hub.SetRecording("no-such-room", true, "user:host", "127.0.0.1"); !errors.Is(err, ErrNoMeeting) {
+		t.Errorf("no meeting: %v", err)
+	}
+
+	// A recorder that fails: nothing changes.
+	rec.mu.Lock()
+	rec.fail = true
+	rec.mu.Unlock()
+	host.send(map[string]any{"type": "record", "action": "start"})
+	host.expectError(codeInternal)
+	if h.hub.Recording(room1) || !h.auditHas("recording.start/failure") {
+		t.Error("a failed start left the meeting recording, or was not audited")
+	}
+	rec.mu.Lock()
+	rec.fail = false
+	rec.mu.Unlock()
+
+	// The meeting ends while recording: the recording stops with it.
+	host.send(map[string]any{"type": "record", "action": "start"})
+	host.expect("room_state")
+	host.send(map[string]any{"type": "end"})
+	host.expect("ended")
+	waitFor(t, "the recorder to be stopped", func() bool {
+		l := rec.log()
+		return len(l) == 4 && l[3] == "stop "+room1
+	})
+	if !h.auditHas("recording.stop/success") {
+		t.Error("the automatic stop was not audited")
 	}
 }

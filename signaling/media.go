@@ -1,9 +1,12 @@
 package signaling
 
 import (
+	"context"
 	"errors"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley-meet/parley/sfu"
 )
 
 // Publish says what a participant may publish right now; it mirrors
@@ -39,7 +42,17 @@ type Media interface {
 type MediaRoom interface {
 	Join(participantID string, ev MediaEvents, pub Publish) (MediaParticipant, error)
 	Tracks() []Track
+	// AddTap attaches a hidden in-process subscriber (the recorder).
+	AddTap(h sfu.TapHandler) (*sfu.Tap, error)
 	Close()
+}
+
+// Recorder records meetings in progress (recording.Manager through an
+// adapter). Start taps room's media; names gives the display name of a
+// participant id (safe from any goroutine). Stop finishes the recording.
+type Recorder interface {
+	Start(ctx context.Context, room MediaRoom, roomID, by string, names func(participantID string) string) error
+	Stop(ctx context.Context, roomID string) error
 }
 
 // MediaParticipant is one participant's PeerConnection.

@@ -132,8 +132,8 @@ type (
 		MaxWidth *int   `json:"max_width"`
 	}
 	recordMsg struct {
-		Type      string `json:"type"`
-		Recording *bool  `json:"recording"`
+		Type   string `json:"type"`
+		Action string `json:"action"`
 	}
 )
 
@@ -247,8 +247,8 @@ func (m *layerMsg) validate() *protoError {
 }
 
 func (m *recordMsg) validate() *protoError {
-	if m.Recording == nil {
-		return errBad("record needs recording")
+	if m.Action != "start" && m.Action != "stop" {
+		return errBad(`record needs action "start" or "stop"`)
 	}
 	return nil
 }

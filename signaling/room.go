@@ -35,6 +35,10 @@ type room struct {
 	kicked   map[string]bool         // subjects kicked in this meeting (they wait in the lobby when they come back)
 	history  [][]byte                // the last chat messages, encoded
 	chat     map[string]*rate.Limiter
+	// recording: the recorder taps this meeting. Changed only under recMu
+	// (held across the recorder's Start and Stop), read under mu.
+	recording bool
+	recMu     sync.Mutex
 }
 
 func newRoom(h *Hub, info RoomInfo, media MediaRoom) *room {
@@ -235,7 +239,7 @@ func (p *participant) activate() {
 	p.scheduleICERefresh(expires)
 	welcome := welcomeMsg{Type: "welcome", ParticipantID: p.id, Role: p.role, Permissions: p.perms,
 		Participants: r.membersLocked(p, r.media.Tracks()), ICEServers: ice,
-		Room: roomView{Name: r.info.Name, Locked: r.locked}}
+		Room: roomView{Name: r.info.Name, Locked: r.locked, Recording: r.recording}}
 	if welcome.ICEServers == nil {
 		welcome.ICEServers = []ICEServer{}
 	}

@@ -35,6 +35,8 @@ func (r sfuRoom) Tracks() []Track {
 	return out
 }
 
+func (r sfuRoom) AddTap(h sfu.TapHandler) (*sfu.Tap, error) { return r.r.AddTap(h) }
+
 func (r sfuRoom) Close() { r.r.Close() }
 
 // sfuEvents passes the SFU's events on with signaling's types.
