@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -113,6 +114,30 @@ type Config struct {
 	// the HMAC key); empty means the file turn-secret in the data
 	// directory. Environment only, like SecretKey.
 	TURNSecret string
+
+	// Recording.
+	Recording bool // meetings may be recorded (by people with room.record)
+	// RecordingDir is --recording-dir; empty means <data-dir>/recordings.
+	RecordingDir string
+	// RecordingRecipients are the age recipients every recording is
+	// encrypted to; empty means the identity kept in the data directory.
+	RecordingRecipients []string
+	// RecordingIdentityFile is the age identity file that decrypts
+	// recordings for the portal; empty means <data-dir>/recording-identity.txt
+	// when no recipient is configured, and none (recordings cannot be
+	// played on this node) when one is.
+	RecordingIdentityFile string
+	// RecordingRetention is how long a recording is kept (0: forever);
+	// a room may set its own.
+	RecordingRetention time.Duration
+}
+
+// RecordingPath is where recordings are written.
+func (c *Config) RecordingPath() string {
+	if c.RecordingDir != "" {
+		return c.RecordingDir
+	}
+	return filepath.Join(c.DataDir, "recordings")
 }
 
 // MediaListenAddr is the address the media sockets bind: --media-listen-ip,
@@ -546,6 +571,32 @@ var options = []Option{
 			}
 			return nil
 		}},
+	{Name: "recording", Default: "true", bool: true, Usage: "let people with the right (room.record) record meetings (default true; --recording=false turns it off)",
+		set: func(c *Config, v string) (err error) { c.Recording, err = parseBool(v); return }},
+	{Name: "recording-dir", Usage: "`directory` of the encrypted recordings; default: recordings in the data directory",
+		set: func(c *Config, v string) error { c.RecordingDir = v; return nil }},
+	{Name: "recording-recipients", Usage: "comma-separated age `recipients` (age1…) every recording is encrypted to; default: the identity kept in the data directory (recording-identity.txt)",
+		set: func(c *Config, v string) error {
+			c.RecordingRecipients = nil
+			for _, r := range splitList(v) {
+				if !strings.HasPrefix(r, "age1") || len(r) < 20 || strings.ContainsAny(r, " \t\"'") {
+					return fmt.Errorf("%q is not an age recipient (age1…)", r)
+				}
+				c.RecordingRecipients = append(c.RecordingRecipients, r)
+			}
+			return nil
+		}},
+	{Name: "recording-identity-file", Usage: "age identity `file` that decrypts recordings for the portal; default: recording-identity.txt in the data directory unless --recording-recipients is set (then recordings are not playable on this node)",
+		set: func(c *Config, v string) error { c.RecordingIdentityFile = v; return nil }},
+	{Name: "recording-retention", Default: "90d", Usage: "how long a recording is kept before it is deleted (`duration`: 12h, 30d…; 0 keeps them); a room may set its own",
+		set: func(c *Config, v string) error {
+			d, err := parseDays(v)
+			if err != nil {
+				return err
+			}
+			c.RecordingRetention = d
+			return nil
+		}},
 	{Name: "turn-secret", EnvOnly: true, Usage: "TURN shared secret, 64 hex characters (openssl rand -hex 32), the static-auth-secret of an external TURN server; default: the file turn-secret in the data directory",
 		set: func(c *Config, v string) error {
 			c.TURNSecret = ""
@@ -933,6 +984,32 @@ func durationRangeSetter(lo, hi time.Duration, field func(*Config) *time.Duratio
 		*field(c) = d
 		return nil
 	}
+}
+
+// parseDays reads a retention: "0" (keep), a Go duration, or whole days
+// ("30d"), from 1 hour to 100 years.
+func parseDays(v string) (time.Duration, error) {
+	const hint = "want 0, a number of days such as 30d, or a duration such as 12h"
+	if v == "0" {
+		return 0, nil
+	}
+	var d time.Duration
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 36500 {
+			return 0, errors.New(hint)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, errors.New(hint)
+		}
+	}
+	if d < time.Hour || d > 36500*24*time.Hour {
+		return 0, errors.New("must be 0 or between 1h and 36500d")
+	}
+	return d, nil
 }
 
 // shortDuration prints 24h rather than 24h0m0s.

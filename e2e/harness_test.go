@@ -146,6 +146,11 @@ type parleyServer struct {
 	setupLink string // https://127.0.0.1:PORT/setup#<token>
 	stdout    *syncBuffer
 	stderr    *syncBuffer
+	port      int
+	extra     []string
+	// kill ends the process with SIGKILL, as a crash would (the test's
+	// cleanup then has nothing to stop).
+	kill func()
 }
 
 var (
@@ -167,7 +172,7 @@ func startParley(ctx context.Context, t *testing.T, bin string, extra ...string)
 	// A free port can be taken between the probe and the server's bind, so
 	// try a few ports.
 	for attempt := 0; attempt < 3; attempt++ {
-		srv, err := tryStartParley(ctx, t, bin, dataDir, freeLoopbackPort(t), extra...)
+		srv, err := tryStartParley(ctx, t, bin, dataDir, freeLoopbackPort(t), true, extra...)
 		if err == nil {
 			return srv
 		}
@@ -180,7 +185,19 @@ func startParley(ctx context.Context, t *testing.T, bin string, extra ...string)
 	return nil
 }
 
-func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port int, extra ...string) (*parleyServer, error) {
+// restart starts parley serve again on s's port and data directory (after
+// s.kill), with the same options; the first-run setup is behind it.
+func (s *parleyServer) restart(ctx context.Context, t *testing.T) *parleyServer {
+	t.Helper()
+	srv, err := tryStartParley(ctx, t, s.bin, s.dataDir, s.port, false, s.extra...)
+	if err != nil {
+		t.Fatalf("parley serve did not start again: %v", err)
+	}
+	return srv
+}
+
+// tryStartParley starts parley serve; firstRun: wait for the setup link.
+func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port int, firstRun bool, extra ...string) (*parleyServer, error) {
 	t.Helper()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &parleyServer{
@@ -189,6 +206,8 @@ func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port
 		publicURL: "https://" + addr,
 		stdout:    &syncBuffer{},
 		stderr:    &syncBuffer{},
+		port:      port,
+		extra:     extra,
 	}
 	args := append([]string{"serve",
 		"--listen", addr,
@@ -222,6 +241,13 @@ func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port
 	}()
 
 	stopped := false
+	s.kill = func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
 	stop := func() error {
 		if stopped {
 			return nil
@@ -269,6 +295,9 @@ func tryStartParley(ctx context.Context, t *testing.T, bin, dataDir string, port
 
 	if err := s.waitReady(startCtx, exited); err != nil {
 		t.Fatal(err)
+	}
+	if !firstRun {
+		return s, nil
 	}
 	if err := waitFor(startCtx, exited, "the setup link on stdout", func() bool {
 		s.setupLink = setupLinkRE.FindString(s.stdout.String())

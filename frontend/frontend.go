@@ -27,6 +27,7 @@ func Pages() map[string]string {
 		"/rooms/:id":          "pages/room.html",
 		"/rooms/:id/settings": "pages/room-settings.html",
 		"/join/:id":           "pages/join.html",
+		"/recordings":         "pages/recordings.html",
 	}
 }
 

@@ -46,7 +46,7 @@ func filesWithExt(t *testing.T, ext string) []string {
 
 func TestPagesExist(t *testing.T) {
 	pages := Pages()
-	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id", "/rooms/:id/settings", "/join/:id"} {
+	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id", "/rooms/:id/settings", "/join/:id", "/recordings"} {
 		file, ok := pages[route]
 		if !ok {
 			t.Errorf("Pages() has no %q", route)
@@ -270,7 +270,7 @@ func TestStableIDs(t *testing.T) {
 			"setup-password2", "setup-submit", "setup-error", "qr", "totp-secret", "confirm-code"},
 		"pages/index.html": {"whoami", "recovery-left", "logout", "regen-form", "regen-password", "regen-code",
 			"rooms-list", "rooms-error", "create-room-form", "room-name", "room-lobby", "room-guests",
-			"create-room-submit"},
+			"create-room-submit", "recordings-link"},
 		"pages/room-settings.html": {"settings-error", "no-room", "settings-form", "settings-name", "settings-lobby",
 			"settings-guests", "settings-submit", "members-list", "add-member-form", "add-member-username",
 			"add-member-role", "add-member-submit", "invite-form", "invite-role", "invite-expires",
@@ -282,7 +282,11 @@ func TestStableIDs(t *testing.T) {
 			"prejoin-name", "recording-notice", "join-button", "meeting", "grid", "toggle-mic", "toggle-camera",
 			"toggle-screen", "raise-hand", "leave", "chat", "chat-messages", "chat-form", "chat-input", "chat-send",
 			"participants", "lock-room", "end-meeting", "end-meeting-confirm", "recording-indicator", "lobby-screen",
-			"lobby-position", "denied-screen", "kicked-screen", "ended-screen", "lost-screen", "reconnect", "left-screen"},
+			"lobby-position", "denied-screen", "kicked-screen", "ended-screen", "lost-screen", "reconnect", "left-screen",
+			"toggle-recording"},
+		"pages/recordings.html": {"recordings-error", "recordings-status", "recordings-list", "recordings-empty",
+			"recording-detail", "recording-title", "tracks-list", "share-form", "share-username", "share-until",
+			"share-submit", "shares-list", "delete-recording", "delete-confirm", "delete-cancel"},
 	}
 	for page, ids := range want {
 		html := readFile(t, page)
@@ -372,7 +376,7 @@ func TestModulesFindTheirElements(t *testing.T) {
 // The signaling messages of docs/protocol.md, by direction.
 var (
 	clientMessages = []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "mute", "kick",
-		"admit", "deny", "lock", "end", "layer"}
+		"admit", "deny", "lock", "end", "layer", "record"}
 	serverMessages = []string{"welcome", "lobby", "admitted", "denied", "offer", "answer", "candidate",
 		"participant_joined", "participant_left", "track_published", "track_unpublished", "chat", "muted", "kicked",
 		"permissions", "room_state", "hand", "error", "ended"}
@@ -404,7 +408,7 @@ func TestMeetingSpeaksTheProtocol(t *testing.T) {
 			t.Errorf("the meeting page sends %q, which is no client message of the protocol", typ)
 		}
 	}
-	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "kick", "lock", "end"} {
+	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "kick", "lock", "end", "record"} {
 		if !sent[typ] {
 			t.Errorf("the meeting page never sends %q", typ)
 		}
@@ -425,5 +429,25 @@ func TestMeetingPageMedia(t *testing.T) {
 	}
 	if !strings.Contains(view, "track.kind === 'audio' && local") {
 		t.Error("meeting-view.js may play the local microphone back")
+	}
+}
+
+// TestRecordingsPageHooks: the recording portal draws the elements the
+// browser tests find by attribute and class, and plays the API's media URL.
+func TestRecordingsPageHooks(t *testing.T) {
+	src := readFile(t, "static/js/recordings.js")
+	for _, want := range []string{"'data-recording-id'", "'recording-player'", "dataset.trackId", "'data-username'",
+		"revoke-share", "download-link", "?download=1", "/tracks/${seg(trackId)}/media", "el('video'", "el('audio'"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("recordings.js has no %s", want)
+		}
+	}
+	for _, banned := range []string{"window.confirm", "window.alert", "window.prompt"} {
+		if strings.Contains(src, banned) {
+			t.Errorf("recordings.js uses %s (the browser tests cannot answer dialogs)", banned)
+		}
+	}
+	if !strings.Contains(readFile(t, "pages/index.html"), `href="/recordings"`) {
+		t.Error("the home page does not link the recording portal")
 	}
 }

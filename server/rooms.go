@@ -121,6 +121,12 @@ type roomView struct {
 	CreatedAt     time.Time `json:"created_at"`
 	Role          string    `json:"role,omitempty"`
 	Permissions   []string  `json:"permissions"`
+	// Recording: the meeting in progress is being recorded (the pre-join
+	// screen warns).
+	Recording bool `json:"recording"`
+	// RecordingRetentionDays is the room's own retention of its
+	// recordings; 0: the server's (--recording-retention).
+	RecordingRetentionDays int64 `json:"recording_retention_days"`
 }
 
 func (s *Server) view(c *fiber.Ctx, who *caller, r store.Room) roomView {
@@ -134,7 +140,8 @@ func (s *Server) view(c *fiber.Ctx, who *caller, r store.Room) roomView {
 		}
 	}
 	return roomView{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed,
-		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Role: role, Permissions: perms}
+		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Role: role, Permissions: perms,
+		Recording: s.hub != nil && s.hub.Recording(r.ID), RecordingRetentionDays: r.RecordingRetentionS / 86400}
 }
 
 // newRoomID is 96 random bits, URL-safe.
@@ -236,11 +243,19 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 		Name          *string `json:"name"`
 		Lobby         *bool   `json:"lobby"`
 		GuestsAllowed *bool   `json:"guests_allowed"`
+		// RecordingRetentionDays: 0 (the server's), or 1 to 36500 days.
+		RecordingRetentionDays *int64 `json:"recording_retention_days"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
 	changed := map[string]any{}
+	if d := req.RecordingRetentionDays; d != nil {
+		if *d < 0 || *d > 36500 {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid_retention", Message: "recording_retention_days is 0 (the server's retention) or 1 to 36500"}
+		}
+		r.RecordingRetentionS, changed["recording_retention_days"] = *d*86400, *d
+	}
 	if req.Name != nil {
 		name, err := text.Clean(*req.Name, 1, 100)
 		if err != nil {

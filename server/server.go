@@ -25,6 +25,7 @@ import (
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/rbac"
+	"github.com/parley-meet/parley/recording"
 	"github.com/parley-meet/parley/signaling"
 	"github.com/parley-meet/parley/store"
 )
@@ -57,6 +58,8 @@ type Server struct {
 	headers securityHeaders
 	now     func() time.Time
 	hub     *signaling.Hub // meetings in progress; nil until EnableSignaling
+	// recordings is the recording catalog and files; nil until EnableRecording.
+	recordings *recording.Manager
 }
 
 // New builds the server and its routes. It starts nothing.
@@ -121,6 +124,7 @@ func (s *Server) routes() {
 	s.app.Get("/readyz", s.handleReadyz)
 	s.authRoutes()
 	s.roomRoutes()
+	s.recordingRoutes()
 	s.frontendRoutes()
 }
 

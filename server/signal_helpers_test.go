@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -14,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/fasthttp/websocket"
 
 	"github.com/parley-meet/parley/rbac"
+	"github.com/parley-meet/parley/recording"
 	"github.com/parley-meet/parley/sfu"
 	"github.com/parley-meet/parley/signaling"
 )
@@ -25,15 +28,43 @@ import (
 // 127.0.0.1 that sends to loopback only.
 type meetingServer struct {
 	*testServer
-	hub    *signaling.Hub
-	media  *sfu.SFU
-	origin string // the public URL's origin, as a browser sends it
+	hub        *signaling.Hub
+	media      *sfu.SFU
+	origin     string             // the public URL's origin, as a browser sends it
+	recordings *recording.Manager // with startRecordingServer
+	recDir     string
 }
 
 // startMeetingServer starts a server (like startServer) with signaling
 // enabled; tune changes the hub's configuration (short intervals for
 // tests).
 func startMeetingServer(t *testing.T, tune func(*signaling.Config), opts ...serverOpt) *meetingServer {
+	t.Helper()
+	return startMeetingServerRec(t, false, tune, opts...)
+}
+
+// startRecordingServer is startMeetingServer with recording on: a
+// recording.Manager with a fresh age identity in a temporary directory.
+func startRecordingServer(t *testing.T, tune func(*signaling.Config), opts ...serverOpt) *meetingServer {
+	t.Helper()
+	return startMeetingServerRec(t, true, tune, opts...)
+}
+
+// testRecorder lets the hub drive a recording.Manager (cmd/parley has
+// the same adapter).
+type testRecorder struct{ m *recording.Manager }
+
+func (r testRecorder) Start(ctx context.Context, room signaling.MediaRoom, roomID, by string, names func(string) string) error {
+	_, err := r.m.Start(ctx, room, recording.StartOptions{RoomID: roomID, StartedBy: by, Names: names})
+	return err
+}
+
+func (r testRecorder) Stop(ctx context.Context, roomID string) error {
+	_, err := r.m.Stop(ctx, roomID)
+	return err
+}
+
+func startMeetingServerRec(t *testing.T, record bool, tune func(*signaling.Config), opts ...serverOpt) *meetingServer {
 	t.Helper()
 	ms := &meetingServer{}
 	ts := startServer(t, func(s *Server) {
@@ -45,6 +76,21 @@ func startMeetingServer(t *testing.T, tune func(*signaling.Config), opts ...serv
 		cfg := signaling.Config{Authorizer: s.rbac, KeepAlive: s.auth.KeepAlive, Audit: s.audit,
 			Media: signaling.SFUMedia(media), Logger: s.log, MaxPerUser: s.cfg.WSMaxPerUser, MaxPerIP: s.cfg.WSMaxPerIP,
 			KeepAliveInterval: 250 * time.Millisecond}
+		if record {
+			id, err := age.GenerateX25519Identity()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms.recDir = t.TempDir()
+			m, err := recording.New(recording.Config{Dir: ms.recDir, Recipients: []age.Recipient{id.Recipient()},
+				Identities: []age.Identity{id}, Store: s.store, Logger: sfuTestLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms.recordings = m
+			cfg.Recorder = testRecorder{m}
+			s.EnableRecording(m)
+		}
 		if tune != nil {
 			tune(&cfg)
 		}
@@ -61,6 +107,11 @@ func startMeetingServer(t *testing.T, tune func(*signaling.Config), opts ...serv
 	// sockets close, then the media plane, then the server and the store.
 	t.Cleanup(func() {
 		ms.hub.Close()
+		if ms.recordings != nil {
+			if err := ms.recordings.Close(); err != nil {
+				t.Errorf("closing the recordings: %v", err)
+			}
+		}
 		if err := ms.media.Close(); err != nil {
 			t.Errorf("closing the SFU: %v", err)
 		}
@@ -265,7 +316,13 @@ type meetingFixture struct {
 
 func newMeetingFixture(t *testing.T, lobby bool, tune func(*signaling.Config), opts ...serverOpt) *meetingFixture {
 	t.Helper()
-	ms := startMeetingServer(t, tune, opts...)
+	return fixtureOn(t, startMeetingServer(t, tune, opts...), lobby)
+}
+
+// fixtureOn makes alice (the room's host), bob (a member) and carol (no
+// role in the room) on ms.
+func fixtureOn(t *testing.T, ms *meetingServer, lobby bool) *meetingFixture {
+	t.Helper()
 	f := &meetingFixture{ms: ms}
 	for _, u := range []struct {
 		name string

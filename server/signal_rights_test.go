@@ -29,7 +29,7 @@ func TestCase19HostOnlyCommandsRefused(t *testing.T) {
 		{"type": "deny", "participant": victim},
 		{"type": "lock", "locked": true},
 		{"type": "end"},
-		{"type": "record", "recording": true},
+		{"type": "record", "action": "start"},
 	} {
 		bob.send(m)
 		if e := bob.expectError("forbidden"); e["request"] != m["type"] {

@@ -45,10 +45,22 @@ func (s *tapSink) Close() {
 	s.closed++
 }
 
-func (s *tapSink) snapshot() tapSink {
+// sinkState is a copy of a tapSink's counters.
+type sinkState struct {
+	info    TrackInfo
+	codec   string
+	packets int
+	seqGaps int
+	ssrcs   int
+	keys    int
+	closed  int
+	written bool
+}
+
+func (s *tapSink) snapshot() sinkState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return tapSink{info: s.info, codec: s.codec, packets: s.packets, seqGaps: s.seqGaps, keys: s.keys, closed: s.closed, written: s.written, ssrcs: s.ssrcs}
+	return sinkState{info: s.info, codec: s.codec, packets: s.packets, seqGaps: s.seqGaps, keys: s.keys, closed: s.closed, written: s.written, ssrcs: len(s.ssrcs)}
 }
 
 type tapRecorder struct {
@@ -102,7 +114,7 @@ func TestTap(t *testing.T) {
 		t.Error("the tap did not ask for a keyframe")
 	}
 	v := rec.sink("a-cam").snapshot()
-	if v.keys == 0 || v.seqGaps != 0 || len(v.ssrcs) != 1 || v.codec != webrtc.MimeTypeVP8 || v.info.Source != "camera" || v.info.Participant != "a" {
+	if v.keys == 0 || v.seqGaps != 0 || v.ssrcs != 1 || v.codec != webrtc.MimeTypeVP8 || v.info.Source != "camera" || v.info.Participant != "a" {
 		t.Errorf("camera at the tap: %+v", v)
 	}
 

@@ -72,6 +72,11 @@ func TestConfigurationErrorsExit2(t *testing.T) {
 		{"certificate without key", []string{"serve", "--tls-cert", garbage}, "--tls-cert"},
 		{"bad listen", []string{"serve", "--listen", "everywhere"}, "--listen"},
 		{"ICE-TCP on the HTTPS port", []string{"serve", "--listen", "127.0.0.1:9443", "--media-tcp-port", "9443"}, "--media-tcp-port"},
+		{"recording recipient that is not one", []string{"serve", "--recording-recipients", "age1notavalidrecipientatall", "--media-udp-port", "0", "--media-tcp-port", "-1", "--turn=false"}, "--recording-recipients"},
+		{"recording recipient syntax", []string{"serve", "--recording-recipients", "ssh-ed25519 AAAA"}, "--recording-recipients"},
+		{"recording identity file missing", []string{"serve", "--recording-identity-file", filepath.Join(dir, "none.txt"), "--media-udp-port", "0", "--media-tcp-port", "-1", "--turn=false"}, "--recording-identity-file"},
+		{"recording identity file garbage", []string{"serve", "--recording-identity-file", garbage, "--media-udp-port", "0", "--media-tcp-port", "-1", "--turn=false"}, "--recording-identity-file"},
+		{"retention", []string{"serve", "--recording-retention", "3weeks"}, "--recording-retention"},
 		{"audit without verify", []string{"audit"}, "Usage"},
 		{"audit verify, no database", []string{"audit", "verify", "--data-dir", filepath.Join(dir, "empty")}, "--data-dir"},
 	}

@@ -110,11 +110,27 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		media.Close()
 		return code
 	}
+	// Recording: the catalog and keys; unfinished recordings of a crash
+	// are marked incomplete.
+	recs, code := startRecording(ctx, cfg, st, auditLog, log, e)
+	if code != 0 {
+		turnSrv.Close()
+		media.Close()
+		return code
+	}
+	var recorder signaling.Recorder
+	if recs != nil {
+		recorder = recorderAdapter{recs}
+	}
 	hub, err := signaling.New(signaling.Config{
 		Authorizer: authz, KeepAlive: authSvc.KeepAlive, Audit: auditLog, Media: signaling.SFUMedia(media),
-		Logger: log, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP, ICEServers: turnSrv.ice,
+		Recorder: recorder,
+		Logger:   log, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP, ICEServers: turnSrv.ice,
 	})
 	if err != nil {
+		if recs != nil {
+			recs.Close()
+		}
 		turnSrv.Close()
 		media.Close()
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
@@ -126,7 +142,12 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	var stopOnce sync.Once
 	stopMeetings := func() {
 		stopOnce.Do(func() {
-			hub.Close()
+			hub.Close() // stops the recordings of the meetings in progress
+			if recs != nil {
+				if err := recs.Close(); err != nil {
+					log.Warn("closing the recordings", "err", err)
+				}
+			}
 			if err := turnSrv.Close(); err != nil {
 				log.Warn("closing the TURN server", "err", err)
 			}
@@ -137,6 +158,9 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	}
 	defer stopMeetings()
 	srv.EnableSignaling(hub)
+	if recs != nil {
+		srv.EnableRecording(recs)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "parley: listen on %s: %v\n", cfg.Listen, err)
@@ -178,6 +202,10 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	var janitor sync.WaitGroup
 	janitor.Add(1)
 	go authSvc.RunJanitor(janitorCtx, 10*time.Minute, &janitor)
+	if recs != nil {
+		janitor.Add(1)
+		go runRetention(janitorCtx, recs, cfg.RecordingRetention, auditLog, log, retentionInterval, &janitor)
+	}
 	defer func() { stopJanitor(); janitor.Wait() }()
 
 	if link, err := authSvc.SetupLink(ctx); err != nil {

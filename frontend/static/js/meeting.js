@@ -67,6 +67,7 @@ const raiseHand = /** @type {HTMLButtonElement} */ (byId('raise-hand'));
 const leaveButton = byId('leave');
 const moderation = byId('moderation');
 const lockRoom = /** @type {HTMLButtonElement} */ (byId('lock-room'));
+const toggleRecording = /** @type {HTMLButtonElement} */ (byId('toggle-recording'));
 const endMeeting = byId('end-meeting');
 const endConfirm = byId('end-confirm');
 const endYes = byId('end-meeting-confirm');
@@ -89,6 +90,11 @@ const RECONNECT_DELAYS = [500, 1000, 2000, 4000, 8000];
 const SPEAKER_EVERY_MS = 500;
 /** Below this audio level (0..1) nobody is speaking. */
 const SPEAKING_LEVEL = 0.03;
+/**
+ * How long the record button waits for the server's answer before it can
+ * be pressed again (the server gives the recorder 15 s to start or stop).
+ */
+const RECORD_TIMEOUT_MS = 20000;
 
 /**
  * @typedef {'prejoin'|'connecting'|'lobby'|'meeting'|'lost'|'denied'|'kicked'|'ended'|'left'} Phase
@@ -129,6 +135,14 @@ const state = {
   remote: new Map(),
   locked: false,
   recording: false,
+  /**
+   * The recording state asked for with `record` and not yet confirmed by
+   * `room_state` (or refused with `error`); null when nothing is pending.
+   * @type {boolean|null}
+   */
+  recordWanted: null,
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  recordTimer: null,
   handRaised: false,
   /** @type {MediaStream|null} camera and microphone */
   local: null,
@@ -462,6 +476,7 @@ reconnectButton.addEventListener('click', () => {
 function tearDown(stopMedia) {
   if (state.joinTimer !== null) clearTimeout(state.joinTimer);
   state.joinTimer = null;
+  recordSettled();
   if (state.speakerTimer !== null) clearInterval(state.speakerTimer);
   state.speakerTimer = null;
   if (state.signal) state.signal.close();
@@ -575,6 +590,7 @@ function welcome(msg) {
   state.joinTimer = null;
   state.reconnectAttempt = 0;
   clearMeetingError();
+  recordSettled();
   state.selfId = typeof msg.participant_id === 'string' ? msg.participant_id : '';
   state.role = typeof msg.role === 'string' ? msg.role : '';
   state.permissions = new Set(Array.isArray(msg.permissions) ? msg.permissions.filter((/** @type {unknown} */ p) => typeof p === 'string') : []);
@@ -882,10 +898,18 @@ function drawControls() {
   raiseHand.textContent = state.handRaised ? 'Lower hand' : 'Raise hand';
   raiseHand.setAttribute('aria-pressed', state.handRaised ? 'true' : 'false');
   const mod = can('room.moderate');
-  moderation.hidden = !mod;
+  const record = can('room.record');
+  moderation.hidden = !mod && !record;
+  lockRoom.hidden = !mod;
+  endMeeting.hidden = !mod;
   if (!mod) endConfirm.hidden = true;
   lockRoom.textContent = state.locked ? 'Unlock meeting' : 'Lock meeting';
   lockRoom.setAttribute('aria-pressed', state.locked ? 'true' : 'false');
+  toggleRecording.hidden = !record;
+  toggleRecording.textContent = state.recording ? 'Stop recording' : 'Record';
+  toggleRecording.setAttribute('aria-pressed', state.recording ? 'true' : 'false');
+  toggleRecording.disabled = state.recordWanted !== null;
+  toggleRecording.setAttribute('aria-busy', state.recordWanted !== null ? 'true' : 'false');
   const chatOK = can('room.chat');
   chatForm.hidden = !chatOK;
   chatDisabled.hidden = chatOK;
@@ -980,6 +1004,32 @@ raiseHand.addEventListener('click', () => {
 lockRoom.addEventListener('click', () => {
   send('lock', { locked: !state.locked });
 });
+
+toggleRecording.addEventListener('click', () => {
+  if (!can('room.record') || state.recordWanted !== null) return;
+  const want = !state.recording;
+  clearMeetingError();
+  if (!send('record', { action: want ? 'start' : 'stop' })) {
+    showMeetingError('Not connected to the meeting: the recording could not be changed. Try again in a moment.');
+    return;
+  }
+  state.recordWanted = want;
+  state.recordTimer = setTimeout(() => {
+    state.recordTimer = null;
+    if (state.recordWanted === null) return;
+    recordSettled();
+    drawControls();
+    showMeetingError(`Parley did not confirm that the recording ${want ? 'started' : 'stopped'}. Try again.`);
+  }, RECORD_TIMEOUT_MS);
+  drawControls();
+});
+
+/** Ends the wait for an answer to `record`: the button works again. */
+function recordSettled() {
+  if (state.recordTimer !== null) clearTimeout(state.recordTimer);
+  state.recordTimer = null;
+  state.recordWanted = null;
+}
 
 endMeeting.addEventListener('click', () => {
   endConfirm.hidden = false;
@@ -1079,8 +1129,15 @@ function permissionsChanged(permissions, role) {
 
 /** @param {Record<string, any>} s */
 function roomState(s) {
+  const wasRecording = state.recording;
   if (typeof s.locked === 'boolean') state.locked = s.locked;
   if (typeof s.recording === 'boolean') state.recording = s.recording;
+  // The answer to our `record` is the room_state that shows what we asked
+  // for (a room_state about the lock, meanwhile, is not).
+  if (state.recordWanted === state.recording) recordSettled();
+  if (state.phase === 'meeting' && wasRecording !== state.recording) {
+    chat.note(state.recording ? 'This meeting is now being recorded.' : 'The recording has stopped.');
+  }
   recordingIndicator.hidden = !state.recording;
   lockedIndicator.hidden = !state.locked;
   if (state.phase === 'meeting') drawControls();
@@ -1106,6 +1163,10 @@ function serverError(msg) {
   const message = typeof msg.message === 'string' && msg.message !== '' ? msg.message : 'Parley refused that.';
   showMeetingError(message, code);
   const request = typeof msg.request === 'string' ? msg.request : '';
+  if (request === 'record') {
+    recordSettled();
+    drawControls();
+  }
   const call = state.call;
   if (call && call.offering && (request === 'offer' || (request === '' && code === 'forbidden'))) {
     // The server refused our offer: take it back and, when it was about
