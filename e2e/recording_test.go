@@ -21,35 +21,15 @@ func TestRecordingPortal(t *testing.T) {
 	t.Cleanup(cancel)
 
 	srv := startParley(ctx, t, parleyBin, meetingServerFlags...)
-	hostB := startBrowser(ctx, t, chromium)
-	memberB := startBrowser(ctx, t, chromium)
-	host := &page{t: t, ctx: hostB.ctx, watcher: hostB.watcher}
-	member := &page{t: t, ctx: memberB.ctx, watcher: memberB.watcher}
-
+	host, member := browserPage(ctx, t, chromium), browserPage(ctx, t, chromium)
 	hostAcct := account{username: "rosa.recorder", displayName: "Rosa Recorder", password: "violet anchor tundra 5521"}
 	memberAcct := account{username: "milo.member", displayName: "Milo Member", password: "copper meadow lantern 7340"}
-	setUpFirstAdmin(ctx, host, srv, hostAcct)
-	srv.addUserWithPassword(ctx, t, memberAcct)
-	signInFirstTime(ctx, member, srv, memberAcct)
-
-	status, body := pageAPI(host, "POST", "/api/v1/rooms", map[string]any{"name": "Recorded review", "lobby": false, "guests_allowed": false})
-	if status != 201 {
-		t.Fatalf("creating the room: %d %s", status, body)
-	}
-	var room struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal([]byte(body), &room); err != nil || room.ID == "" {
-		t.Fatalf("room view %s: %v", body, err)
-	}
-	if status, body := pageAPI(host, "PUT", "/api/v1/rooms/"+room.ID+"/members/"+memberAcct.username, map[string]string{"role": "member"}); status != 200 {
-		t.Fatalf("adding the member: %d %s", status, body)
-	}
+	roomID := hostAndMember(ctx, srv, host, member, hostAcct, memberAcct, "Recorded review")
 
 	installRecorder(host)
 	installRecorder(member)
-	host.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+room.ID))
-	member.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+room.ID))
+	host.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+roomID))
+	member.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+roomID))
 	joinMeeting(host, "host", hostAcct.displayName, true)
 	joinMeeting(member, "member", memberAcct.displayName, true)
 	hostID, memberID := selfID(host), selfID(member)
@@ -138,25 +118,15 @@ func TestRecordingSurvivesKill(t *testing.T) {
 	t.Cleanup(cancel)
 
 	srv := startParley(ctx, t, parleyBin, meetingServerFlags...)
-	hostB := startBrowser(ctx, t, chromium)
-	host := &page{t: t, ctx: hostB.ctx, watcher: hostB.watcher}
+	host := browserPage(ctx, t, chromium)
 	hostAcct := account{username: "kim.killed", displayName: "Kim Killed", password: "harbor pepper violin 6613"}
 	setUpFirstAdmin(ctx, host, srv, hostAcct)
-	status, body := pageAPI(host, "POST", "/api/v1/rooms", map[string]any{"name": "Crash course", "lobby": false, "guests_allowed": false})
-	if status != 201 {
-		t.Fatalf("creating the room: %d %s", status, body)
-	}
-	var room struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal([]byte(body), &room); err != nil {
-		t.Fatal(err)
-	}
+	roomID := createRoom(host, "Crash course")
 	installRecorder(host)
-	host.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+room.ID))
+	host.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+roomID))
 	joinMeeting(host, "host", hostAcct.displayName, true)
 	selfID(host)
-	if status, body := pageAPI(host, "POST", "/api/v1/rooms/"+room.ID+"/recording", map[string]string{"action": "start"}); status != 200 {
+	if status, body := pageAPI(host, "POST", "/api/v1/rooms/"+roomID+"/recording", map[string]string{"action": "start"}); status != 200 {
 		t.Fatalf("starting the recording: %d %s", status, body)
 	}
 	host.waitTrue("the recording indicator shows", `!document.getElementById('recording-indicator').hidden`)
@@ -182,4 +152,44 @@ func TestRecordingSurvivesKill(t *testing.T) {
 		got["length"].(float64) < 1000 || len(magic) != 4 || magic[0].(float64) != 0x1a || magic[1].(float64) != 0x45 {
 		t.Fatalf("the recording after the crash: %v", got)
 	}
+}
+
+// browserPage starts a Chromium for one person and returns its page.
+func browserPage(ctx context.Context, t *testing.T, chromium string) *page {
+	t.Helper()
+	b := startBrowser(ctx, t, chromium)
+	return &page{t: t, ctx: b.ctx, watcher: b.watcher}
+}
+
+// createRoom makes a room without a lobby from p's session and returns
+// its id.
+func createRoom(p *page, name string) string {
+	p.t.Helper()
+	status, body := pageAPI(p, "POST", "/api/v1/rooms", map[string]any{"name": name, "lobby": false, "guests_allowed": false})
+	if status != 201 {
+		p.t.Fatalf("creating the room: %d %s", status, body)
+	}
+	var room struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(body), &room); err != nil || room.ID == "" {
+		p.t.Fatalf("room view %s: %v", body, err)
+	}
+	return room.ID
+}
+
+// hostAndMember sets up two people: the host, the first administrator
+// (through the setup link), and a member made by the operator who signs
+// in; and a room without a lobby, host's, where the member is a member.
+// It returns the room id.
+func hostAndMember(ctx context.Context, srv *parleyServer, host, member *page, hostAcct, memberAcct account, roomName string) string {
+	host.t.Helper()
+	setUpFirstAdmin(ctx, host, srv, hostAcct)
+	srv.addUserWithPassword(ctx, host.t, memberAcct)
+	signInFirstTime(ctx, member, srv, memberAcct)
+	room := createRoom(host, roomName)
+	if status, body := pageAPI(host, "PUT", "/api/v1/rooms/"+room+"/members/"+memberAcct.username, map[string]string{"role": "member"}); status != 200 {
+		host.t.Fatalf("adding the member: %d %s", status, body)
+	}
+	return room
 }

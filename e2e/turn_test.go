@@ -54,30 +54,10 @@ func TestRelay(t *testing.T) {
 	t.Cleanup(cancel)
 
 	srv := startParley(ctx, t, parleyBin, relayServerFlags...)
-	relayB := startBrowser(ctx, t, chromium)
-	directB := startBrowser(ctx, t, chromium)
-	relayed := &page{t: t, ctx: relayB.ctx, watcher: relayB.watcher}
-	direct := &page{t: t, ctx: directB.ctx, watcher: directB.watcher}
-
+	relayed, direct := browserPage(ctx, t, chromium), browserPage(ctx, t, chromium)
 	hostAcct := account{username: "rita.relay", displayName: "Rita Relay", password: "pylon estuary quartz 8812"}
 	memberAcct := account{username: "dino.direct", displayName: "Dino Direct", password: "marble cobalt fennel 2290"}
-	setUpFirstAdmin(ctx, relayed, srv, hostAcct)
-	srv.addUserWithPassword(ctx, t, memberAcct)
-	signInFirstTime(ctx, direct, srv, memberAcct)
-
-	status, body := pageAPI(relayed, "POST", "/api/v1/rooms", map[string]any{"name": "Behind the firewall", "lobby": false, "guests_allowed": false})
-	if status != 201 {
-		t.Fatalf("creating the room: %d %s", status, body)
-	}
-	var room struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal([]byte(body), &room); err != nil || room.ID == "" {
-		t.Fatalf("room view %s: %v", body, err)
-	}
-	if status, body := pageAPI(relayed, "PUT", "/api/v1/rooms/"+room.ID+"/members/"+memberAcct.username, map[string]string{"role": "member"}); status != 200 {
-		t.Fatalf("adding the member: %d %s", status, body)
-	}
+	roomID := hostAndMember(ctx, srv, relayed, direct, hostAcct, memberAcct, "Behind the firewall")
 
 	installRecorder(relayed)
 	relayed.do("allow relay candidates only", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
@@ -86,8 +66,8 @@ func TestRelay(t *testing.T) {
 		return err
 	}))
 	installRecorder(direct)
-	relayed.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+room.ID))
-	direct.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+room.ID))
+	relayed.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+roomID))
+	direct.do("open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+roomID))
 	joinMeeting(relayed, "relayed", hostAcct.displayName, true)
 	joinMeeting(direct, "direct", memberAcct.displayName, true)
 	relayedID, directID := selfID(relayed), selfID(direct)
@@ -108,7 +88,7 @@ func TestRelay(t *testing.T) {
 	}
 
 	// A Pion client, relay only, with a token minted by the host's session.
-	status, body = pageAPI(relayed, "POST", "/api/v1/auth/token", map[string]any{})
+	status, body := pageAPI(relayed, "POST", "/api/v1/auth/token", map[string]any{})
 	if status != 200 {
 		t.Fatalf("minting an API token: %d %s", status, body)
 	}
@@ -118,7 +98,7 @@ func TestRelay(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &tok); err != nil || tok.Token == "" {
 		t.Fatalf("token answer %s: %v", body, err)
 	}
-	bot := joinRelayBot(ctx, t, srv, room.ID, tok.Token)
+	bot := joinRelayBot(ctx, t, srv, roomID, tok.Token)
 	defer bot.close()
 	waitUntil(direct, "the bot receives both browsers' video", 30*time.Second, func() bool {
 		return bot.videoPacketsFrom(relayedID) > 50 && bot.videoPacketsFrom(directID) > 50

@@ -64,9 +64,11 @@ type Config struct {
 	Now        func() time.Time
 }
 
-// Source is what can be recorded: *sfu.Room satisfies it.
-type Source interface {
-	AddTap(sfu.TapHandler) (*sfu.Tap, error)
+// Source is what can be recorded: *sfu.Room satisfies it. An alias of an
+// unnamed interface, so that signaling.TapSource is the same type and the
+// hub can drive a Manager directly (StartRoom, StopRoom).
+type Source = interface {
+	AddTap(h sfu.TapHandler) (*sfu.Tap, error)
 }
 
 // StartOptions describe a recording being started.
@@ -211,6 +213,19 @@ func (m *Manager) Start(ctx context.Context, src Source, opt StartOptions) (Reco
 
 // Stop finishes the room's recording: every file is completed and the
 // recording is "complete" (or "failed" if no file could be written).
+// StartRoom is Start in the form the signaling hub calls it
+// (signaling.Recorder).
+func (m *Manager) StartRoom(ctx context.Context, src Source, roomID, by string, names func(participantID string) string) error {
+	_, err := m.Start(ctx, src, StartOptions{RoomID: roomID, StartedBy: by, Names: names})
+	return err
+}
+
+// StopRoom is Stop in the form the signaling hub calls it.
+func (m *Manager) StopRoom(ctx context.Context, roomID string) error {
+	_, err := m.Stop(ctx, roomID)
+	return err
+}
+
 func (m *Manager) Stop(ctx context.Context, roomID string) (Recording, error) {
 	m.mu.Lock()
 	s := m.active[roomID]

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -50,20 +49,6 @@ func startRecordingServer(t *testing.T, tune func(*signaling.Config), opts ...se
 	return startMeetingServerRec(t, true, tune, opts...)
 }
 
-// testRecorder lets the hub drive a recording.Manager (cmd/parley has
-// the same adapter).
-type testRecorder struct{ m *recording.Manager }
-
-func (r testRecorder) Start(ctx context.Context, room signaling.MediaRoom, roomID, by string, names func(string) string) error {
-	_, err := r.m.Start(ctx, room, recording.StartOptions{RoomID: roomID, StartedBy: by, Names: names})
-	return err
-}
-
-func (r testRecorder) Stop(ctx context.Context, roomID string) error {
-	_, err := r.m.Stop(ctx, roomID)
-	return err
-}
-
 func startMeetingServerRec(t *testing.T, record bool, tune func(*signaling.Config), opts ...serverOpt) *meetingServer {
 	t.Helper()
 	ms := &meetingServer{}
@@ -88,7 +73,7 @@ func startMeetingServerRec(t *testing.T, record bool, tune func(*signaling.Confi
 				t.Fatal(err)
 			}
 			ms.recordings = m
-			cfg.Recorder = testRecorder{m}
+			cfg.Recorder = m
 			s.EnableRecording(m)
 		}
 		if tune != nil {

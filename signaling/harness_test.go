@@ -313,11 +313,11 @@ type fakeRecorder struct {
 	mu     sync.Mutex
 	calls  []string // "start <room> <by>", "stop <room>"
 	fail   bool
-	rooms  map[string]MediaRoom
+	rooms  map[string]TapSource
 	nameOf func(string) string
 }
 
-func (f *fakeRecorder) Start(_ context.Context, room MediaRoom, roomID, by string, names func(string) string) error {
+func (f *fakeRecorder) StartRoom(_ context.Context, room TapSource, roomID, by string, names func(string) string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
@@ -325,14 +325,14 @@ func (f *fakeRecorder) Start(_ context.Context, room MediaRoom, roomID, by strin
 	}
 	f.calls = append(f.calls, "start "+roomID+" "+by)
 	if f.rooms == nil {
-		f.rooms = map[string]MediaRoom{}
+		f.rooms = map[string]TapSource{}
 	}
 	f.rooms[roomID] = room
 	f.nameOf = names
 	return nil
 }
 
-func (f *fakeRecorder) Stop(_ context.Context, roomID string) error {
+func (f *fakeRecorder) StopRoom(_ context.Context, roomID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "stop "+roomID)

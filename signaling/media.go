@@ -42,17 +42,23 @@ type Media interface {
 type MediaRoom interface {
 	Join(participantID string, ev MediaEvents, pub Publish) (MediaParticipant, error)
 	Tracks() []Track
-	// AddTap attaches a hidden in-process subscriber (the recorder).
-	AddTap(h sfu.TapHandler) (*sfu.Tap, error)
+	TapSource
 	Close()
 }
 
-// Recorder records meetings in progress (recording.Manager through an
-// adapter). Start taps room's media; names gives the display name of a
-// participant id (safe from any goroutine). Stop finishes the recording.
+// TapSource attaches a hidden in-process subscriber (the recorder) to a
+// room's media. An alias of an unnamed interface: recording.Source is the
+// same type.
+type TapSource = interface {
+	AddTap(h sfu.TapHandler) (*sfu.Tap, error)
+}
+
+// Recorder records meetings in progress (*recording.Manager). StartRoom
+// taps the room's media; names gives the display name of a participant id
+// (safe from any goroutine). StopRoom finishes the recording.
 type Recorder interface {
-	Start(ctx context.Context, room MediaRoom, roomID, by string, names func(participantID string) string) error
-	Stop(ctx context.Context, roomID string) error
+	StartRoom(ctx context.Context, room TapSource, roomID, by string, names func(participantID string) string) error
+	StopRoom(ctx context.Context, roomID string) error
 }
 
 // MediaParticipant is one participant's PeerConnection.

@@ -75,9 +75,9 @@ func (r *room) setRecording(on bool, actor, clientIP string) error {
 	defer cancel()
 	var err error
 	if on {
-		err = rec.Start(ctx, r.media, r.id, actor, r.nameOf)
+		err = rec.StartRoom(ctx, r.media, r.id, actor, r.nameOf)
 	} else {
-		err = rec.Stop(ctx, r.id)
+		err = rec.StopRoom(ctx, r.id)
 	}
 	if err != nil {
 		h.log.Error("signaling: the recorder failed", "room", r.id, "action", action, "err", err)
@@ -116,7 +116,7 @@ func (r *room) closeMedia() {
 	r.mu.Unlock()
 	if recording && h.cfg.Recorder != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), recorderTimeout)
-		err := h.cfg.Recorder.Stop(ctx, r.id)
+		err := h.cfg.Recorder.StopRoom(ctx, r.id)
 		cancel()
 		outcome := audit.Success
 		if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/recording"
-	"github.com/parley-meet/parley/signaling"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -98,19 +97,6 @@ func startRecording(ctx context.Context, cfg *config.Config, st *store.Store, re
 	log.Info("recording on", "dir", cfg.RecordingPath(), "recipients", len(recipients), "playable_here", playable,
 		"retention", cfg.RecordingRetention.String())
 	return m, 0
-}
-
-// recorderAdapter lets the signaling hub drive the recording manager.
-type recorderAdapter struct{ m *recording.Manager }
-
-func (a recorderAdapter) Start(ctx context.Context, room signaling.MediaRoom, roomID, by string, names func(string) string) error {
-	_, err := a.m.Start(ctx, room, recording.StartOptions{RoomID: roomID, StartedBy: by, Names: names})
-	return err
-}
-
-func (a recorderAdapter) Stop(ctx context.Context, roomID string) error {
-	_, err := a.m.Stop(ctx, roomID)
-	return err
 }
 
 // runRetention deletes expired recordings every interval until ctx ends,

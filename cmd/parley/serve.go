@@ -120,7 +120,7 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	}
 	var recorder signaling.Recorder
 	if recs != nil {
-		recorder = recorderAdapter{recs}
+		recorder = recs
 	}
 	hub, err := signaling.New(signaling.Config{
 		Authorizer: authz, KeepAlive: authSvc.KeepAlive, Audit: auditLog, Media: signaling.SFUMedia(media),

@@ -26,6 +26,7 @@ const settingsForm = formById('settings-form');
 const settingsName = inputById('settings-name');
 const settingsLobby = inputById('settings-lobby');
 const settingsGuests = inputById('settings-guests');
+const settingsRetention = inputById('settings-retention');
 const settingsStatus = byId('settings-status');
 
 const membersBody = /** @type {HTMLTableElement} */ (byId('members-list')).tBodies[0];
@@ -143,6 +144,7 @@ function fillSettings(r) {
   settingsName.value = r.name;
   settingsLobby.checked = r.lobby;
   settingsGuests.checked = r.guestsAllowed;
+  settingsRetention.value = String(r.retentionDays);
   document.title = `${r.name} · Room settings · Parley`;
 }
 
@@ -192,6 +194,12 @@ settingsForm.addEventListener('submit', async (ev) => {
     settingsName.focus();
     return;
   }
+  const retention = Number(settingsRetention.value === '' ? '0' : settingsRetention.value);
+  if (!Number.isInteger(retention) || retention < 0 || retention > 36500) {
+    showError(errorEl, 'Keep recordings for 0 (the server’s setting) to 36500 days.');
+    settingsRetention.focus();
+    return;
+  }
   saving = true;
   setBusy(settingsForm, true);
   try {
@@ -199,6 +207,7 @@ settingsForm.addEventListener('submit', async (ev) => {
       name,
       lobby: settingsLobby.checked,
       guests_allowed: settingsGuests.checked,
+      recording_retention_days: retention,
     }));
     if (r !== null) {
       room = r;

@@ -46,6 +46,7 @@ export function roleName(role) {
  * @property {string} name
  * @property {boolean} lobby
  * @property {boolean} guestsAllowed
+ * @property {number} retentionDays the room's own retention of recordings; 0: the server's
  * @property {string} role the caller's role in the room, '' when none
  * @property {string[]} permissions actions such as "room.join", "room.manage"
  */
@@ -62,6 +63,7 @@ export function roomView(v) {
     name: v.name,
     lobby: v.lobby === true,
     guestsAllowed: v.guests_allowed === true,
+    retentionDays: Number.isInteger(v.recording_retention_days) && v.recording_retention_days > 0 ? v.recording_retention_days : 0,
     role: typeof v.role === 'string' ? v.role : '',
     permissions: Array.isArray(v.permissions) ? v.permissions.filter((/** @type {unknown} */ p) => typeof p === 'string') : [],
   };
