@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -68,6 +69,25 @@ type Entry struct {
 type Log struct {
 	store *store.Store
 	now   func() time.Time
+
+	observers atomic.Pointer[[]func(Entry)]
+}
+
+// Observe calls f with every entry recorded from now on, after it is
+// stored, in the recording goroutine (metrics count them); f must be quick
+// and must not record.
+func (l *Log) Observe(f func(Entry)) {
+	for {
+		old := l.observers.Load()
+		var fs []func(Entry)
+		if old != nil {
+			fs = append(fs, *old...)
+		}
+		fs = append(fs, f)
+		if l.observers.CompareAndSwap(old, &fs) {
+			return
+		}
+	}
 }
 
 // New returns a Log over s. now may be nil (time.Now).
@@ -134,7 +154,13 @@ func (l *Log) Record(ctx context.Context, e Event) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("record audit event %s: %w", e.Action, err)
 	}
-	return entryOf(rec), nil
+	entry := entryOf(rec)
+	if fs := l.observers.Load(); fs != nil {
+		for _, f := range *fs {
+			f(entry)
+		}
+	}
+	return entry, nil
 }
 
 // clip makes a field valid UTF-8 without NUL bytes (PostgreSQL's text

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -205,4 +206,28 @@ func TestHostileFieldsStoredInertly(t *testing.T) {
 			t.Errorf("bounded rows = %d, %v; want 3", n, err)
 		}
 	})
+}
+
+// Observers see every recorded entry, after it is stored, and nothing
+// that was refused.
+func TestObserve(t *testing.T) {
+	st, _ := storetest.Targets()[0].Open(t)
+	l := audit.New(st, nil)
+	var seen []string
+	l.Observe(func(e audit.Entry) { seen = append(seen, e.Action+"/"+e.Outcome+"/"+strconv.FormatInt(e.Seq, 10)) })
+	var second int
+	l.Observe(func(audit.Entry) { second++ })
+	ctx := context.Background()
+	if _, err := l.Record(ctx, audit.Event{Actor: "system", Action: "a.one", Outcome: audit.Success}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Record(ctx, audit.Event{Actor: "system", Action: "a.bad", Outcome: "maybe"}); err == nil {
+		t.Fatal("an invalid event was recorded")
+	}
+	if _, err := l.Record(ctx, audit.Event{Actor: "user:x", Action: "a.two", Outcome: audit.Denied}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, ",") != "a.one/success/1,a.two/denied/2" || second != 2 {
+		t.Errorf("observed %v and %d", seen, second)
+	}
 }

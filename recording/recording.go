@@ -279,6 +279,13 @@ func (m *Manager) stop(ctx context.Context, s *session) error {
 }
 
 // Active returns the room's recording in progress.
+// ActiveCount is the number of recordings running (metrics).
+func (m *Manager) ActiveCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.active)
+}
+
 func (m *Manager) Active(roomID string) (Recording, bool) {
 	m.mu.Lock()
 	s := m.active[roomID]

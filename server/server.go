@@ -125,6 +125,7 @@ func (s *Server) routes() {
 	s.authRoutes()
 	s.roomRoutes()
 	s.recordingRoutes()
+	s.liveRoutes()
 	s.frontendRoutes()
 }
 

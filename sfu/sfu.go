@@ -351,6 +351,17 @@ func (s *SFU) UDPAddr() *net.UDPAddr {
 // NewRoom returns the open room with this id, creating it if needed. A room
 // is a forwarding domain: participants in it receive each other's tracks.
 // After Close, it returns a closed room (Join fails with ErrClosed).
+// Rooms lists the open rooms (metrics, the console).
+func (s *SFU) Rooms() []*Room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
 func (s *SFU) NewRoom(id string) *Room {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -465,23 +465,52 @@ func (p *participant) onMute(m *muteMsg) {
 	if !p.moderating(typeMute, map[string]any{"target": m.Participant}) {
 		return
 	}
-	r := p.room
+	t := p.room.mute(m.Participant, m.Kind, p.id)
+	if t == nil {
+		p.noSuch(typeMute)
+		return
+	}
+	p.moderated(typeMute, map[string]any{"target": t.id, "subject": t.ident.Subject, "kind": m.Kind})
+}
+
+// mute stops the kind ("audio" or "video") tracks of participant id in the
+// media plane and tells everyone; by is the moderator's participant id
+// ("" for the console). It returns the target, nil if not in the meeting.
+func (r *room) mute(id, kind, by string) *participant {
 	r.mu.Lock()
-	t := r.targetLocked(m.Participant, stateActive)
+	t := r.targetLocked(id, stateActive)
 	var mp MediaParticipant
 	if t != nil {
 		mp = t.media
 	}
 	r.mu.Unlock()
 	if t == nil {
-		p.noSuch(typeMute)
-		return
+		return nil
 	}
 	if mp != nil {
-		mp.StopTrack(m.Kind)
+		mp.StopTrack(kind)
 	}
-	r.broadcast(mustJSON(mutedMsg{Type: "muted", Participant: t.id, Kind: m.Kind, By: p.id}), nil)
-	p.moderated(typeMute, map[string]any{"target": t.id, "subject": t.ident.Subject, "kind": m.Kind})
+	r.broadcast(mustJSON(mutedMsg{Type: "muted", Participant: t.id, Kind: kind, By: by}), nil)
+	return t
+}
+
+// kick removes participant id (in the meeting or its lobby): kicked, its
+// socket closed; back later, it waits in the lobby. It returns the target,
+// nil if there is none.
+func (r *room) kick(id string) *participant {
+	r.mu.Lock()
+	t := r.targetLocked(id, stateActive, stateLobby)
+	var mp MediaParticipant
+	if t != nil {
+		r.kicked[t.ident.Subject] = true
+		delete(r.admitted, t.ident.Subject)
+		mp = r.expelLocked(t, msgKicked, CloseNormal, "kicked")
+	}
+	r.mu.Unlock()
+	if mp != nil {
+		mp.Close()
+	}
+	return t
 }
 
 // onTarget handles kick, admit and deny.
@@ -490,18 +519,21 @@ func (p *participant) onTarget(typ, id string) {
 		return
 	}
 	r := p.room
+	if typ == typeKick {
+		t := r.kick(id)
+		if t == nil {
+			p.noSuch(typ)
+			return
+		}
+		p.moderated(typ, map[string]any{"target": t.id, "subject": t.ident.Subject})
+		return
+	}
 	r.mu.Lock()
 	var (
 		t  *participant
 		mp MediaParticipant
 	)
 	switch typ {
-	case typeKick:
-		if t = r.targetLocked(id, stateActive, stateLobby); t != nil {
-			r.kicked[t.ident.Subject] = true
-			delete(r.admitted, t.ident.Subject)
-			mp = r.expelLocked(t, msgKicked, CloseNormal, "kicked")
-		}
 	case typeDeny:
 		if t = r.targetLocked(id, stateLobby); t != nil {
 			mp = r.expelLocked(t, msgDenied, CloseNormal, "denied")

@@ -298,6 +298,16 @@ func (r *fakeRoom) Tracks() []Track {
 	return append([]Track(nil), r.tracks...)
 }
 
+func (r *fakeRoom) Stats() []sfu.ParticipantStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []sfu.ParticipantStats
+	for id := range r.parts {
+		out = append(out, sfu.ParticipantStats{ID: id, ConnectionState: "connected"})
+	}
+	return out
+}
+
 func (r *fakeRoom) AddTap(sfu.TapHandler) (*sfu.Tap, error) {
 	return nil, errors.New("the fake media plane has no taps")
 }
@@ -353,6 +363,8 @@ type fakeParticipant struct {
 	pub    Publish
 	offers int
 	closed bool
+	// lastStopped is the kind of the last StopTrack (under r.mu).
+	lastStopped string
 }
 
 // HandleOffer publishes one track per a=msid line of a sending section;
@@ -431,7 +443,17 @@ func (p *fakeParticipant) publish() Publish {
 }
 
 func (p *fakeParticipant) StopTrack(kind string) {
+	p.r.mu.Lock()
+	p.lastStopped = kind
+	p.r.mu.Unlock()
 	p.unpublish(func(t Track) bool { return t.Kind == kind && t.Source != "screen" })
+}
+
+// stopped is the kind of the last StopTrack.
+func (p *fakeParticipant) stopped() string {
+	p.r.mu.Lock()
+	defer p.r.mu.Unlock()
+	return p.lastStopped
 }
 
 func (p *fakeParticipant) Subscribe(bool)           {}

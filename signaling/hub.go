@@ -38,6 +38,9 @@ type Config struct {
 	// not block. nil: none.
 	ICEServers func(participantID string) ([]ICEServer, time.Time)
 	Now        func() time.Time // nil: time.Now
+	// OnJoined is called when a participant gets its welcome, with the
+	// time since its socket opened (metrics). nil: nothing.
+	OnJoined func(wait time.Duration)
 
 	MaxPerUser        int           // [8] open sockets per subject
 	MaxPerIP          int           // [32] open sockets per client address

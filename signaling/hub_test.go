@@ -523,3 +523,66 @@ func TestRecording(t *testing.T) {
 		t.Error("the automatic stop was not audited")
 	}
 }
+
+// Live control from outside the meeting (the console): Live lists the
+// meeting with its participants and the lobby; Mute and Kick act as the
+// messages do (told to everyone, audited with the actor); End ends it;
+// unknown rooms and participants are errors.
+func TestLiveControl(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:host", room1, rbac.RoleHost)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	host := h.dial("user:host", room1)
+	host.join()
+	ann := h.dial("user:ann", room1)
+	aw := ann.join()
+	annID := aw["participant_id"].(string)
+
+	live := h.hub.Live()
+	if len(live) != 1 || live[0].ID != room1 || len(live[0].Participants) != 2 {
+		t.Fatalf("Live: %+v", live)
+	}
+	for _, p := range live[0].Participants {
+		if p.Media == nil || p.InLobby || p.Subject == "" {
+			t.Errorf("participant %+v", p)
+		}
+	}
+	if err := h.hub.Mute(room1, annID, "audio", "user:admin", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := host.expect("muted"); m["participant"] != annID || m["kind"] != "audio" {
+		t.Errorf("muted: %v", m)
+	}
+	if h.media.participant(annID).stopped() != "audio" {
+		t.Error("the media plane was not told to stop ann's audio")
+	}
+	if err := h.hub.Mute(room1, "nobody", "audio", "user:admin", ""); !errors.Is(err, ErrNoParticipant) {
+		t.Errorf("mute nobody: %v", err)
+	}
+	if err := h.hub.Mute(room1, annID, "everything", "user:admin", ""); err == nil {
+		t.Error("a bad kind was accepted")
+	}
+	if err := h.hub.Kick(room1, annID, "user:admin", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	ann.expect("kicked")
+	if m := host.expect("participant_left"); m["participant"] != annID {
+		t.Errorf("participant_left: %v", m)
+	}
+	if err := h.hub.Kick("other-room", annID, "user:admin", ""); !errors.Is(err, ErrNoMeeting) {
+		t.Errorf("kick in no meeting: %v", err)
+	}
+	for _, e := range []string{"signal.mute/success", "signal.kick/success"} {
+		if !h.auditHas(e) {
+			t.Errorf("no audit %s", e)
+		}
+	}
+	if err := h.hub.End(room1, "user:admin", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	host.expect("ended")
+	waitFor(t, "the meeting to go", func() bool { return len(h.hub.Live()) == 0 })
+	if !h.auditHas("signal.end/success") {
+		t.Error("End was not audited")
+	}
+}

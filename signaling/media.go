@@ -42,6 +42,8 @@ type Media interface {
 type MediaRoom interface {
 	Join(participantID string, ev MediaEvents, pub Publish) (MediaParticipant, error)
 	Tracks() []Track
+	// Stats reports every participant's connection and tracks.
+	Stats() []sfu.ParticipantStats
 	TapSource
 	Close()
 }

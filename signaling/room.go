@@ -246,6 +246,9 @@ func (p *participant) activate() {
 	// Queued under the lock, so that nothing broadcast meanwhile reaches
 	// p before its welcome.
 	p.c.send(mustJSON(welcome))
+	if h.cfg.OnJoined != nil {
+		h.cfg.OnJoined(time.Since(p.connectedAt))
+	}
 	for _, m := range r.history {
 		p.c.send(m)
 	}

@@ -35,6 +35,8 @@ func (r sfuRoom) Tracks() []Track {
 	return out
 }
 
+func (r sfuRoom) Stats() []sfu.ParticipantStats { return r.r.Stats() }
+
 func (r sfuRoom) AddTap(h sfu.TapHandler) (*sfu.Tap, error) { return r.r.AddTap(h) }
 
 func (r sfuRoom) Close() { r.r.Close() }
