@@ -223,33 +223,7 @@ func (e *BrokenError) Error() string {
 // Verify walks the whole chain in sequence order. It returns the number of
 // entries and the head hash, or a *BrokenError for the first entry that was
 // edited, removed, inserted or moved, or that disagrees with the stored head.
+// It is safe while the log is written to (VerifyLive).
 func Verify(ctx context.Context, s *store.Store) (VerifyResult, error) {
-	prev := store.AuditHead{Seq: 0, Hash: GenesisHash}
-	err := s.ScanAudit(ctx, func(r store.AuditRecord) error {
-		want := prev.Seq + 1
-		switch {
-		case r.Seq != want:
-			return &BrokenError{Seq: want, Reason: fmt.Sprintf("entry is missing (next stored entry is %d)", r.Seq)}
-		case r.PrevHash != prev.Hash:
-			return &BrokenError{Seq: r.Seq, Reason: "previous-hash link does not match the entry before it (removed, inserted or reordered)"}
-		case hashRecord(r) != r.Hash:
-			return &BrokenError{Seq: r.Seq, Reason: "content does not match its hash (edited)"}
-		}
-		prev = store.AuditHead{Seq: r.Seq, Hash: r.Hash}
-		return nil
-	})
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	head, err := s.AuditHead(ctx)
-	if err != nil {
-		return VerifyResult{}, err
-	}
-	if head.Seq != prev.Seq || head.Hash != prev.Hash {
-		if head.Seq > prev.Seq {
-			return VerifyResult{}, &BrokenError{Seq: prev.Seq + 1, Reason: fmt.Sprintf("entry is missing (the head says the log ends at %d)", head.Seq)}
-		}
-		return VerifyResult{}, &BrokenError{Seq: prev.Seq, Reason: "the stored head does not match the last entry"}
-	}
-	return VerifyResult{Count: prev.Seq, Head: prev.Hash}, nil
+	return VerifyLive(ctx, s)
 }

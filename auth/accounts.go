@@ -306,6 +306,26 @@ type AccountInfo struct {
 	Activated  bool // has a password
 	LastLogin  time.Time
 	CreatedAt  time.Time
+	// The sign-in throttle of the account's name: failures since the last
+	// complete sign-in, whether the name is locked, and whether a sign-in
+	// would be refused now (locked, or waiting out the growing delay).
+	FailedSignIns int
+	Locked        bool
+	Throttled     bool
+}
+
+func (s *Service) accountInfo(ctx context.Context, u store.User) (AccountInfo, error) {
+	info := AccountInfo{User: s.publicUser(ctx, u), Disabled: u.Disabled, MFAEnabled: u.MFAEnabled,
+		Activated: u.PasswordHash != "", CreatedAt: time.UnixMicro(u.CreatedUS).UTC()}
+	if u.LastLoginUS > 0 {
+		info.LastLogin = time.UnixMicro(u.LastLoginUS).UTC()
+	}
+	t, err := s.store.ThrottleByKey(ctx, "login:"+u.Username)
+	if err != nil {
+		return info, err
+	}
+	info.FailedSignIns, info.Locked, info.Throttled = s.throttleState(t)
+	return info, nil
 }
 
 // ListAccounts returns every account.
@@ -316,14 +336,40 @@ func (s *Service) ListAccounts(ctx context.Context) ([]AccountInfo, error) {
 	}
 	out := make([]AccountInfo, 0, len(us))
 	for _, u := range us {
-		info := AccountInfo{User: s.publicUser(ctx, u), Disabled: u.Disabled, MFAEnabled: u.MFAEnabled,
-			Activated: u.PasswordHash != "", CreatedAt: time.UnixMicro(u.CreatedUS).UTC()}
-		if u.LastLoginUS > 0 {
-			info.LastLogin = time.UnixMicro(u.LastLoginUS).UTC()
+		info, err := s.accountInfo(ctx, u)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// AccountDetails returns one account as operators see it; ErrNoSuchUser
+// if there is none.
+func (s *Service) AccountDetails(ctx context.Context, username string) (AccountInfo, error) {
+	u, err := s.lookup(ctx, username)
+	if err != nil {
+		return AccountInfo{}, err
+	}
+	return s.accountInfo(ctx, u)
+}
+
+// RevokeSessions ends every session of a user (and so every API token
+// minted from them; signaling closes their sockets at its next keep-alive)
+// and returns how many ended. The account stays enabled: the user may sign
+// in again.
+func (s *Service) RevokeSessions(ctx context.Context, username, actor string) (int64, error) {
+	u, err := s.lookup(ctx, username)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.store.DeleteUserSessions(ctx, u.ID, "")
+	if err != nil {
+		return 0, err
+	}
+	s.record(ctx, Meta{}, actor, "user.sessions_revoked", userActor(u.ID), audit.Success, map[string]any{"sessions_ended": n})
+	return n, nil
 }
 
 // MFAStatus is what a user sees of their own second factor.

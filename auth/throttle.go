@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/store"
 )
 
 // Sign-in throttling, per account name (known or not, so that throttling
@@ -81,6 +82,21 @@ func (s *Service) failure(ctx context.Context, key string, m Meta, actor, action
 	if t.LockedUntilUS == lockUntil {
 		s.record(ctx, m, "system", "auth.locked", key, audit.Success, map[string]any{"failures": t.Failures, "minutes": int(lockDuration.Minutes())})
 	}
+}
+
+// throttleState reads a throttle record at the service's time: the
+// failures counted, whether the name is locked, and whether an attempt
+// would be refused now (locked or within the delay).
+func (s *Service) throttleState(t store.Throttle) (failures int, locked, throttled bool) {
+	now := s.now()
+	if t.LockedUntilUS > 0 {
+		if !now.Before(time.UnixMicro(t.LockedUntilUS)) {
+			return 0, false, false // an ended lock starts a fresh count
+		}
+		return t.Failures, true, true
+	}
+	next := time.UnixMicro(t.LastFailureUS).Add(failureDelay(t.Failures))
+	return t.Failures, false, t.Failures >= throttleFree && now.Before(next)
 }
 
 func (s *Service) clearThrottle(ctx context.Context, key string) {

@@ -63,6 +63,10 @@ type Config struct {
 	// would show in the process list) nor a file key.
 	SecretKey string
 
+	// MetricsListen is the address of the Prometheus endpoint (plain HTTP,
+	// /metrics only); empty means off.
+	MetricsListen string
+
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
 	IdleTimeout     time.Duration
@@ -449,6 +453,27 @@ var options = []Option{
 		}},
 	{Name: "log-level", Default: "info", Usage: "log `level`: debug, info, warn or error",
 		set: func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+	{Name: "metrics-listen", Default: "127.0.0.1:9464", Usage: "`address` (host:port) of the Prometheus metrics endpoint, plain HTTP and unauthenticated: keep it on loopback or behind a firewall; empty or off turns it off",
+		set: func(c *Config, v string) error {
+			if v == "" || v == "off" {
+				c.MetricsListen = ""
+				return nil
+			}
+			host, port, err := net.SplitHostPort(v)
+			if err != nil {
+				return errors.New("want host:port, or off")
+			}
+			if host != "" && host != "localhost" {
+				if a, err := netip.ParseAddr(host); err != nil || a.Zone() != "" {
+					return errors.New("host must be an IP address or localhost")
+				}
+			}
+			if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+				return errors.New("port must be a number from 0 to 65535")
+			}
+			c.MetricsListen = v
+			return nil
+		}},
 	{Name: "read-timeout", Default: "15s", Usage: "`duration` allowed to read a whole request, headers and TLS handshake included",
 		set: durationSetter(func(c *Config) *time.Duration { return &c.ReadTimeout })},
 	{Name: "write-timeout", Default: "30s", Usage: "`duration` allowed to write a response",

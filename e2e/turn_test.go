@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,6 +150,7 @@ type relayBot struct {
 	writeMu sync.Mutex
 	mu      sync.Mutex
 	video   rtctest.Counters // video packets by publisher stream id (= participant id)
+	types   map[string]bool  // the types of the signaling messages received
 	err     error
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -172,7 +174,7 @@ func joinRelayBot(ctx context.Context, t *testing.T, srv *parleyServer, roomID, 
 		}
 		t.Fatalf("bot: opening the signaling socket: %v (HTTP %d)", err, status)
 	}
-	b := &relayBot{t: t, ws: ws, trackID: "bot-camera", stop: make(chan struct{})}
+	b := &relayBot{t: t, ws: ws, trackID: "bot-camera-" + strconv.FormatInt(time.Now().UnixNano(), 36), stop: make(chan struct{})}
 	b.send(map[string]any{"type": "join", "display_name": "Relay bot"})
 	var welcome struct {
 		Type       string             `json:"type"`
@@ -285,6 +287,12 @@ func (b *relayBot) read() {
 			b.fail(err)
 			return
 		}
+		b.mu.Lock()
+		if b.types == nil {
+			b.types = map[string]bool{}
+		}
+		b.types[msg.Type] = true
+		b.mu.Unlock()
 		var err error
 		switch msg.Type {
 		case "answer":
@@ -338,6 +346,14 @@ func (b *relayBot) publish(track *webrtc.TrackLocalStaticRTP) {
 }
 
 func (b *relayBot) videoPacketsFrom(participant string) int64 { return b.video.Get(participant) }
+
+// gotType reports whether the bot has received a signaling message of this
+// type, such as "kicked".
+func (b *relayBot) gotType(typ string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.types[typ]
+}
 
 func (b *relayBot) close() {
 	select {

@@ -28,6 +28,7 @@ func Pages() map[string]string {
 		"/rooms/:id/settings": "pages/room-settings.html",
 		"/join/:id":           "pages/join.html",
 		"/recordings":         "pages/recordings.html",
+		"/admin":              "pages/admin.html",
 	}
 }
 

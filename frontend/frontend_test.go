@@ -46,7 +46,7 @@ func filesWithExt(t *testing.T, ext string) []string {
 
 func TestPagesExist(t *testing.T) {
 	pages := Pages()
-	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id", "/rooms/:id/settings", "/join/:id", "/recordings"} {
+	for _, route := range []string{"/", "/login", "/enroll", "/setup", "/rooms/:id", "/rooms/:id/settings", "/join/:id", "/recordings", "/admin"} {
 		file, ok := pages[route]
 		if !ok {
 			t.Errorf("Pages() has no %q", route)
@@ -270,7 +270,7 @@ func TestStableIDs(t *testing.T) {
 			"setup-password2", "setup-submit", "setup-error", "qr", "totp-secret", "confirm-code"},
 		"pages/index.html": {"whoami", "recovery-left", "logout", "regen-form", "regen-password", "regen-code",
 			"rooms-list", "rooms-error", "create-room-form", "room-name", "room-lobby", "room-guests",
-			"create-room-submit", "recordings-link"},
+			"create-room-submit", "recordings-link", "console-link"},
 		"pages/room-settings.html": {"settings-error", "no-room", "settings-form", "settings-name", "settings-lobby",
 			"settings-guests", "settings-submit", "members-list", "add-member-form", "add-member-username",
 			"add-member-role", "add-member-submit", "invite-form", "invite-role", "invite-expires",
@@ -287,6 +287,13 @@ func TestStableIDs(t *testing.T) {
 		"pages/recordings.html": {"recordings-error", "recordings-status", "recordings-list", "recordings-empty",
 			"recording-detail", "recording-title", "tracks-list", "share-form", "share-username", "share-until",
 			"share-submit", "shares-list", "delete-recording", "delete-confirm", "delete-cancel"},
+		"pages/admin.html": {"admin-error", "tab-people", "tab-rooms", "tab-live", "tab-audit", "tab-security",
+			"panel-people", "panel-rooms", "panel-live", "panel-audit", "panel-security",
+			"people-search", "people-list", "create-user-form", "create-username", "create-display-name",
+			"create-submit", "new-user-link", "new-user-copy", "rooms-list", "live-list", "live-refresh",
+			"audit-filter", "audit-actor", "audit-action", "audit-outcome", "audit-from", "audit-to", "audit-submit",
+			"audit-table", "audit-verify", "audit-older", "audit-export", "security-chart", "security-table",
+			"inactive-list", "recovery-used-list"},
 	}
 	for page, ids := range want {
 		html := readFile(t, page)
@@ -449,5 +456,54 @@ func TestRecordingsPageHooks(t *testing.T) {
 	}
 	if !strings.Contains(readFile(t, "pages/index.html"), `href="/recordings"`) {
 		t.Error("the home page does not link the recording portal")
+	}
+}
+
+// TestAdminConsoleHooks: the console draws the buttons and attributes the
+// browser tests find, asks before it ends a meeting or deletes a room
+// without a browser dialog, draws its chart with the DOM, and is linked
+// from the home page for those who may use it.
+func TestAdminConsoleHooks(t *testing.T) {
+	all := ""
+	for _, mod := range []string{"admin.js", "admin-common.js", "admin-people.js", "admin-rooms.js", "admin-live.js",
+		"admin-audit.js", "admin-chart.js", "admin-security.js"} {
+		src := readFile(t, "static/js/"+mod)
+		for _, banned := range []string{"window.confirm", "window.alert", "window.prompt", "confirm(", "alert(", "prompt("} {
+			if strings.Contains(src, banned) {
+				t.Errorf("%s uses %s (the browser tests cannot answer dialogs)", mod, banned)
+			}
+		}
+		all += src
+	}
+	for _, want := range []string{
+		// People
+		"'data-username'", "/api/v1/admin/users", "'disable'", "'enable'", "'reset-mfa'", "'unlock'", "'revoke-sessions'",
+		"/roles`", "enrollment_url",
+		// Rooms and Live
+		"'data-room-id'", "'data-participant-id'", "'mute-audio'", "'mute-video'", "'kick'", "'end'", "'record'",
+		"/api/v1/admin/live", "/participants/", "/mute`", "/kick`", "/end`", "/recording`", "confirmButton({",
+		// Audit
+		"'data-seq'", "'data-field'", "/api/v1/admin/audit?", "/api/v1/admin/audit/verify", "/api/v1/admin/audit/export",
+		"next_before_seq", "before_seq", "dataset.ok", "toISOString()",
+		// Security
+		"/api/v1/admin/security?hours=", "createElementNS", "'aria-label'",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the console's modules have no %s", want)
+		}
+	}
+	html := readFile(t, "pages/index.html")
+	link := regexp.MustCompile(`<a\b[^>]*\bid="console-link"[^>]*>`).FindString(html)
+	if !strings.Contains(link, `href="/admin"`) || !strings.Contains(link, " hidden") {
+		t.Errorf("the home page's console link is not a hidden link to /admin: %q", link)
+	}
+	if !strings.Contains(readFile(t, "static/js/index.js"), "consoleLink.hidden = false") {
+		t.Error("index.js never shows the console link")
+	}
+	page := readFile(t, "pages/admin.html")
+	for _, want := range []string{`role="tablist"`, `role="tab"`, `role="tabpanel"`, `id="admin-error" class="alert sticky" role="alert"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("admin.html has no %s", want)
+		}
 	}
 }

@@ -34,8 +34,6 @@ func (s *Server) roomRoutes() {
 	api.Post("/rooms/:id/invites", s.requireAuth, s.handleCreateInvite)
 	api.Delete("/rooms/:id/invites/:invite", s.requireAuth, s.handleRevokeInvite)
 	api.Post("/invites/redeem", s.handleRedeemInvite)
-	api.Get("/admin/users", s.requireAuth, s.handleAdminUsers)
-	api.Put("/admin/users/:username/roles", s.requireAuth, s.handleSetGlobalRoles)
 }
 
 var (
@@ -615,35 +613,6 @@ func (s *Server) handleRedeemInvite(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"room": s.view(c, who, r), "guest": fiber.Map{"display_name": guestName}})
 }
 
-func (s *Server) handleAdminUsers(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	if err := s.requireGlobal(c, who, rbac.ActAdminUsers); err != nil {
-		return err
-	}
-	accounts, err := s.auth.ListAccounts(c.UserContext())
-	if err != nil {
-		return err
-	}
-	type userRow struct {
-		auth.User
-		Disabled   bool       `json:"disabled"`
-		MFAEnabled bool       `json:"mfa_enabled"`
-		Activated  bool       `json:"activated"`
-		LastLogin  *time.Time `json:"last_login_at"`
-		CreatedAt  time.Time  `json:"created_at"`
-	}
-	out := []userRow{}
-	for _, a := range accounts {
-		row := userRow{User: a.User, Disabled: a.Disabled, MFAEnabled: a.MFAEnabled, Activated: a.Activated, CreatedAt: a.CreatedAt}
-		if !a.LastLogin.IsZero() {
-			t := a.LastLogin
-			row.LastLogin = &t
-		}
-		out = append(out, row)
-	}
-	return c.JSON(fiber.Map{"users": out})
-}
-
 // requireGlobal checks a global right; refusals are audited.
 func (s *Server) requireGlobal(c *fiber.Ctx, who *caller, action string) error {
 	if s.rbac.Can(c.UserContext(), who.subject, rbac.Global, action) {
@@ -651,27 +620,4 @@ func (s *Server) requireGlobal(c *fiber.Ctx, who *caller, action string) error {
 	}
 	s.auditEvent(c, who.actor, "authz.denied", "", audit.Denied, map[string]any{"action": action})
 	return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "this needs an administrator"}
-}
-
-func (s *Server) handleSetGlobalRoles(c *fiber.Ctx) error {
-	who := userCaller(principalOf(c))
-	if err := s.requireGlobal(c, who, rbac.ActAdminUsers); err != nil {
-		return err
-	}
-	var req struct {
-		Roles []string `json:"roles"`
-	}
-	if err := decodeJSON(c, &req); err != nil {
-		return err
-	}
-	u, err := s.memberTarget(c)
-	if err != nil {
-		return err
-	}
-	if err := s.rbac.SetGlobalRoles(c.UserContext(), rbac.UserSubject(u.ID), req.Roles); err != nil {
-		s.auditEvent(c, who.actor, "admin.roles_set", "user:"+u.ID, audit.Failure, map[string]any{"roles": req.Roles})
-		return rbacError(err)
-	}
-	s.auditEvent(c, who.actor, "admin.roles_set", "user:"+u.ID, audit.Success, map[string]any{"roles": req.Roles})
-	return c.JSON(fiber.Map{"username": u.Username, "roles": s.rbac.GlobalRoles(c.UserContext(), rbac.UserSubject(u.ID))})
 }

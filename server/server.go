@@ -126,6 +126,7 @@ func (s *Server) routes() {
 	s.roomRoutes()
 	s.recordingRoutes()
 	s.liveRoutes()
+	s.consoleRoutes()
 	s.frontendRoutes()
 }
 

@@ -39,6 +39,9 @@ type TrackStats struct {
 	// (subscribed).
 	Bitrate int64
 	Packets uint64 // received, or sent to the subscriber
+	// Bytes of RTP payload (headers and padding not counted), received or
+	// sent to the subscriber.
+	Bytes uint64
 	// PacketsLost: sequence gaps seen (published), or the cumulative loss
 	// the subscriber reports (subscribed).
 	PacketsLost uint64
@@ -94,6 +97,7 @@ func (p *Participant) stats() ParticipantStats {
 				Width:            int(l.width.Load()),
 				Bitrate:          l.rate(now),
 				Packets:          l.packets.Load(),
+				Bytes:            l.bytes.Load(),
 				PacketsLost:      l.lost.Load(),
 				KeyframeRequests: l.plis.Load(),
 				BadPackets:       t.badPackets.Load(),
@@ -109,6 +113,7 @@ func (p *Participant) stats() ParticipantStats {
 			TrackInfo:        d.track.info,
 			Codec:            d.track.codec.MimeType,
 			Packets:          d.packets.Load(),
+			Bytes:            d.bytes.Load(),
 			PacketsLost:      uint64(d.cumLost.Load()),
 			LossPercent:      100 * float64(d.fracLost.Load()) / 256,
 			KeyframeRequests: d.keyRequests.Load(),

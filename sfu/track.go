@@ -407,7 +407,7 @@ func (l *layer) ingest(pkt []byte, now int64) {
 		return
 	}
 
-	l.count(h.SequenceNumber, len(pkt), now)
+	l.count(h.SequenceNumber, len(payload), now)
 	l.cache.store(h.SequenceNumber, pkt)
 
 	key, width := false, 0

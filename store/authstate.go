@@ -186,7 +186,7 @@ func (s *Store) ThrottleByKey(ctx context.Context, key string) (Throttle, error)
 func (s *Store) RecordFailure(ctx context.Context, key string, nowUS int64, lockAt int, lockUntilUS int64) (Throttle, error) {
 	t := Throttle{Key: key, LastFailureUS: nowUS}
 	err := s.db.QueryRowContext(ctx, `INSERT INTO login_throttle (key, failures, last_failure_us, locked_until_us)
-		VALUES ($1, 1, $2, CASE WHEN 1 >= $3 THEN $4 ELSE 0 END)
+		VALUES ($1, 1, $2, CASE WHEN 1 >= $3 THEN CAST($4 AS BIGINT) ELSE 0 END)
 		ON CONFLICT (key) DO UPDATE SET
 		  failures = CASE WHEN login_throttle.locked_until_us > 0 AND login_throttle.locked_until_us <= $2
 		                  THEN 1 ELSE login_throttle.failures + 1 END,

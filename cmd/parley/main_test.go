@@ -137,7 +137,7 @@ func serveWithStdout(t *testing.T, args []string, environ map[string]string) (ba
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append(append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json",
-			"--media-udp-port", "0", "--media-tcp-port", "0"}, turnTestArgs...), args...),
+			"--media-udp-port", "0", "--media-tcp-port", "0", "--metrics-listen", "127.0.0.1:0"}, turnTestArgs...), args...),
 			env{getenv: func(k string) string { return environ[k] }, stdout: stdout, stderr: logs})
 	}()
 	deadline := time.Now().Add(20 * time.Second)
@@ -271,7 +271,8 @@ func TestBinaryLifecycle(t *testing.T) {
 		t.Fatalf("go build: %v", err)
 	}
 	dataDir := t.TempDir()
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--media-udp-port", "0", "--media-tcp-port", "0"}, turnTestArgs...)...)
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--media-udp-port", "0", "--media-tcp-port", "0",
+		"--metrics-listen", "127.0.0.1:0"}, turnTestArgs...)...)
 	cmd.Env = append(os.Environ(), "PARLEY_DATA_DIR="+dataDir, "PARLEY_LOG_FORMAT=json")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

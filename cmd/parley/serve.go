@@ -20,6 +20,7 @@ import (
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
+	"github.com/parley-meet/parley/metrics"
 	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/server"
 	"github.com/parley-meet/parley/sfu"
@@ -122,9 +123,11 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	if recs != nil {
 		recorder = recs
 	}
+	metricsReg := metrics.New(version()) // served below, once the hub exists
 	hub, err := signaling.New(signaling.Config{
 		Authorizer: authz, KeepAlive: authSvc.KeepAlive, Audit: auditLog, Media: signaling.SFUMedia(media),
 		Recorder: recorder,
+		OnJoined: metricsReg.ObserveJoin,
 		Logger:   log, MaxPerUser: cfg.WSMaxPerUser, MaxPerIP: cfg.WSMaxPerIP, ICEServers: turnSrv.ice,
 	})
 	if err != nil {
@@ -157,6 +160,13 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		})
 	}
 	defer stopMeetings()
+	// Metrics: the components read at scrape time, on a listener of its own.
+	stopMetrics, code := serveMetrics(cfg, metricsReg,
+		metricsSources{media: media, hub: hub, turn: turnSrv.srv, recs: recs, audit: auditLog}, log, e)
+	if code != 0 {
+		return code
+	}
+	defer stopMetrics()
 	srv.EnableSignaling(hub)
 	if recs != nil {
 		srv.EnableRecording(recs)

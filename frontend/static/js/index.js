@@ -41,6 +41,7 @@ const roomName = inputById('room-name');
 const roomLobby = inputById('room-lobby');
 const roomGuests = inputById('room-guests');
 const createStatus = byId('create-room-status');
+const consoleLink = byId('console-link');
 
 /** @type {string} */
 let username = '';
@@ -69,6 +70,9 @@ function render(me) {
   whoami.textContent = display === username ? `Signed in as ${username}` : `Signed in as ${display} (${username})`;
 
   const list = Array.isArray(me.roles) ? me.roles.map(String) : [];
+  // The console is for administrators, and for those who moderate a room
+  // (loadRooms shows the link for them).
+  if (list.includes('admin')) consoleLink.hidden = false;
   roles.replaceChildren();
   if (list.length === 0) {
     roles.append(el('span', { className: 'muted', text: 'none' }));
@@ -242,6 +246,7 @@ async function loadRooms() {
   for (const v of Array.isArray(res.rooms) ? res.rooms : []) {
     const room = roomView(v);
     if (room) items.push(roomItem(room));
+    if (room && can(room, 'room.moderate')) consoleLink.hidden = false;
   }
   roomsList.replaceChildren(...items);
   roomsLoading.hidden = true;
