@@ -294,7 +294,12 @@ func (s *Service) Unlock(ctx context.Context, username, actor string) (bool, err
 	if err != nil {
 		return false, err
 	}
-	s.record(ctx, Meta{}, actor, "user.unlock", "username:"+name, audit.Success, map[string]any{"was_throttled": had})
+	// The throttle is kept per name, also for names without an account.
+	target := "username:" + name
+	if u, err := s.store.UserByUsername(ctx, name); err == nil {
+		target = userActor(u.ID)
+	}
+	s.record(ctx, Meta{}, actor, "user.unlock", target, audit.Success, map[string]any{"was_throttled": had})
 	return had, nil
 }
 

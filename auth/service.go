@@ -146,13 +146,26 @@ type Meta struct {
 // record writes an audit event; a failure to audit is logged loudly but
 // does not undo what happened.
 func (s *Service) record(ctx context.Context, m Meta, actor, action, target, outcome string, details map[string]any) {
+	ip := m.ClientIP
+	if ip == "" {
+		ip, _ = ctx.Value(clientIPKey{}).(string)
+	}
 	if _, err := s.audit.Record(ctx, audit.Event{Actor: actor, Action: action, Target: target,
-		Outcome: outcome, ClientIP: m.ClientIP, Details: details}); err != nil {
+		Outcome: outcome, ClientIP: ip, Details: details}); err != nil {
 		s.log.Error("audit record failed", "action", action, "err", err)
 	}
 }
 
 func userActor(id string) string { return "user:" + id }
+
+type clientIPKey struct{}
+
+// WithClientIP marks ctx with the address an operator's request came from,
+// for the audit entries of the account operations it calls (SetDisabled,
+// ResetMFA, Unlock, RevokeSessions, CreateAccount, EnrollmentLink).
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, clientIPKey{}, ip)
+}
 
 // randomToken returns n random bytes as unpadded base64url.
 func randomToken(n int) string {

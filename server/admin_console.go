@@ -219,7 +219,7 @@ func (s *Server) handleCreateUser(c *fiber.Ctx) error {
 	}
 	// No password: the account is activated through the one-time link,
 	// which is returned here once and never logged or audited.
-	u, link, err := s.auth.CreateAccount(c.UserContext(), auth.NewAccount{Username: req.Username, DisplayName: req.DisplayName, Role: req.Role}, who.actor)
+	u, link, err := s.auth.CreateAccount(auth.WithClientIP(c.UserContext(), s.ClientIP(c)), auth.NewAccount{Username: req.Username, DisplayName: req.DisplayName, Role: req.Role}, who.actor)
 	if err != nil {
 		return s.consoleFailure(c, who, "user.create", req.Username, err)
 	}
@@ -251,7 +251,7 @@ func (s *Server) handleEnrollmentLink(c *fiber.Ctx) error {
 		s.auditEvent(c, who.actor, action, "user:"+a.ID, audit.Failure, map[string]any{"reason": errAlreadyEnrolled.Code})
 		return errAlreadyEnrolled
 	}
-	link, err := s.auth.EnrollmentLink(c.UserContext(), a.ID, who.actor)
+	link, err := s.auth.EnrollmentLink(auth.WithClientIP(c.UserContext(), s.ClientIP(c)), a.ID, who.actor)
 	if err != nil {
 		return err
 	}
@@ -275,7 +275,7 @@ func (s *Server) userAction(action string, run func(ctx context.Context, usernam
 		if _, err := s.auth.AccountDetails(c.UserContext(), name); err != nil {
 			return s.consoleFailure(c, who, action, name, err)
 		}
-		extra, err := run(c.UserContext(), name, who.actor)
+		extra, err := run(auth.WithClientIP(c.UserContext(), s.ClientIP(c)), name, who.actor)
 		if err != nil {
 			return s.consoleFailure(c, who, action, name, err)
 		}

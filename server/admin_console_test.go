@@ -283,6 +283,11 @@ func TestConsoleDisableEnableRevoke(t *testing.T) {
 		t.Errorf("disable: %s", r.raw)
 	}
 	expect(t, "bob's session after disable", f.bob.get("/api/v1/me"), 401, "unauthenticated")
+	// The account service's entry carries the admin's address.
+	dis, err := ts.Server.audit.Query(context.Background(), audit.Filter{Action: "user.disable", Limit: 10})
+	if err != nil || len(dis) != 1 || dis[0].ClientIP == "" || !strings.HasPrefix(dis[0].Target, "user:") {
+		t.Errorf("user.disable audit entries: %+v %v", dis, err)
+	}
 	expect(t, "bob's token after disable", ts.browser(t).do("GET", "/api/v1/me", nil, bearer), 401, "unauthenticated")
 	expect(t, "bob signs in while disabled", ts.browser(t).post("/api/v1/auth/login", map[string]string{"username": "bob", "password": goodPassword}), 403, "account_disabled")
 	ts.expectAudit(t, "user.disable/success")
