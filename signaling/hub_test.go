@@ -538,12 +538,17 @@ func TestLiveControl(t *testing.T) {
 	aw := ann.join()
 	annID := aw["participant_id"].(string)
 
+	// The welcome goes out before the media plane has the participant.
+	waitFor(t, "both participants in the media plane", func() bool {
+		live := h.hub.Live()
+		return len(live) == 1 && len(live[0].Participants) == 2 && live[0].Participants[0].Media != nil && live[0].Participants[1].Media != nil
+	})
 	live := h.hub.Live()
-	if len(live) != 1 || live[0].ID != room1 || len(live[0].Participants) != 2 {
+	if live[0].ID != room1 {
 		t.Fatalf("Live: %+v", live)
 	}
 	for _, p := range live[0].Participants {
-		if p.Media == nil || p.InLobby || p.Subject == "" {
+		if p.InLobby || p.Subject == "" || p.Media.ConnectionState != "connected" {
 			t.Errorf("participant %+v", p)
 		}
 	}
