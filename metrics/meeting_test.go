@@ -168,18 +168,8 @@ func (c *meetingClient) close() {
 func (c *meetingClient) OnOffer(s string) {
 	c.negMu.Lock()
 	defer c.negMu.Unlock()
-	if c.pc.SignalingState() != webrtc.SignalingStateStable {
-		return
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s}); err != nil {
-		return
-	}
-	answer, err := c.pc.CreateAnswer(nil)
-	if err == nil {
-		err = c.pc.SetLocalDescription(answer)
-	}
-	if err == nil {
-		_ = c.p.HandleAnswer(c.pc.LocalDescription().SDP)
+	if answer, ignored, err := rtctest.Answer(c.pc, s); err == nil && !ignored {
+		_ = c.p.HandleAnswer(answer)
 	}
 }
 

@@ -193,18 +193,8 @@ func (c *publisher) close() {
 func (c *publisher) OnOffer(s string) {
 	c.neg.Lock()
 	defer c.neg.Unlock()
-	if c.pc.SignalingState() != webrtc.SignalingStateStable {
-		return
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s}); err != nil {
-		return
-	}
-	answer, err := c.pc.CreateAnswer(nil)
-	if err == nil {
-		err = c.pc.SetLocalDescription(answer)
-	}
-	if err == nil {
-		_ = c.p.Load().HandleAnswer(c.pc.LocalDescription().SDP)
+	if answer, ignored, err := rtctest.Answer(c.pc, s); err == nil && !ignored {
+		_ = c.p.Load().HandleAnswer(answer)
 	}
 }
 func (c *publisher) OnCandidate(cand webrtc.ICECandidateInit) { _ = c.pc.AddICECandidate(cand) }

@@ -216,23 +216,16 @@ func (c *client) offer() error {
 func (c *client) OnOffer(s string) {
 	c.negMu.Lock()
 	defer c.negMu.Unlock()
-	if c.pc.SignalingState() != webrtc.SignalingStateStable {
+	answer, ignored, err := rtctest.Answer(c.pc, s)
+	switch {
+	case ignored:
 		c.offersIgnored.Add(1)
 		return
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s}); err != nil {
-		c.fail("applying a server offer: %v", err)
+	case err != nil:
+		c.fail("answering a server offer: %v", err)
 		return
 	}
-	answer, err := c.pc.CreateAnswer(nil)
-	if err == nil {
-		err = c.pc.SetLocalDescription(answer)
-	}
-	if err != nil {
-		c.fail("answering: %v", err)
-		return
-	}
-	if err := c.p.HandleAnswer(c.pc.LocalDescription().SDP); err != nil && !errors.Is(err, ErrClosed) {
+	if err := c.p.HandleAnswer(answer); err != nil && !errors.Is(err, ErrClosed) {
 		c.answerErrs.Add(1)
 		c.fail("HandleAnswer: %v", err)
 	}

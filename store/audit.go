@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -87,23 +88,7 @@ func (s *Store) AuditHead(ctx context.Context) (AuditHead, error) {
 // ScanAudit calls fn for every audit record in sequence order, stopping at
 // the first error fn returns.
 func (s *Store) ScanAudit(ctx context.Context, fn func(AuditRecord) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, at_us, actor, action, target, outcome,
-		client_ip, details, prev_hash, hash FROM audit_log ORDER BY seq`)
-	if err != nil {
-		return fmt.Errorf("read audit log: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r AuditRecord
-		if err := rows.Scan(&r.Seq, &r.AtMicros, &r.Actor, &r.Action, &r.Target, &r.Outcome,
-			&r.ClientIP, &r.Details, &r.PrevHash, &r.Hash); err != nil {
-			return fmt.Errorf("read audit log: %w", err)
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return s.ScanAuditThrough(ctx, math.MaxInt64, fn)
 }
 
 // AuditFilter selects audit records for QueryAudit. A zero field does not

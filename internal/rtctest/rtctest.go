@@ -76,3 +76,24 @@ func (c *Counters) Snapshot() (keys []string, counts []int64) {
 	}
 	return keys, counts
 }
+
+// Answer applies a remote offer to pc and returns its answer (with the
+// candidates gathered so far). It is the impolite side of perfect
+// negotiation: while pc's own offer is outstanding it ignores the offer
+// (ignored true, no error).
+func Answer(pc *webrtc.PeerConnection, offer string) (answer string, ignored bool, err error) {
+	if pc.SignalingState() != webrtc.SignalingStateStable {
+		return "", true, nil
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", false, err
+	}
+	a, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(a)
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return pc.LocalDescription().SDP, false, nil
+}
