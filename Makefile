@@ -9,7 +9,7 @@ GO       ?= go
 BIN      := bin/parley
 DATA_DIR ?= ./parley-data
 
-.PHONY: run build test vet fmt-check unit e2e vulncheck bench clean
+.PHONY: run build test vet fmt-check unit e2e vulncheck bench bench-go clean
 
 ## run: build and start Parley with SQLite in ./parley-data (self-signed TLS).
 ## For a meeting on this machine or the local network, media from loopback and
@@ -45,19 +45,32 @@ unit:
 ## instead of with the unit tests.
 E2E_TEST := bin/e2e.test
 TURN_TEST := bin/turn.test
+LOAD_TEST := bin/load.test
 e2e: build
 	$(GO) test -c -race -o $(E2E_TEST) ./e2e
 	$(GO) test -c -race -o $(TURN_TEST) ./turn
+	$(GO) test -c -o $(LOAD_TEST) ./cmd/parley-load
 	cd turn && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.count=1 -test.timeout 5m' "$(CURDIR)/$(TURN_TEST)"
 	cd e2e && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
 		"$(CURDIR)/$(E2E_TEST)" "$(CURDIR)/$(BIN)"
+	cd cmd/parley-load && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
+		"$(CURDIR)/$(LOAD_TEST)" "$(CURDIR)/$(BIN)"
 
 ## vulncheck: govulncheck offline against a locally built vulnerability database
 vulncheck:
 	scripts/vulncheck.sh
 
-## bench: every benchmark in the tree
-bench:
+## bench: load benchmark (bench/README.md): parley serve pinned to CPU 0
+## (GOMAXPROCS=1), parley-load pinned to CPU 1, every scenario, in a private
+## network namespace with only lo; results in bench/results/. Needs root
+## (unshare -n), ip, taskset, curl and two CPUs. Not part of `make test`.
+LOAD_BIN := bin/parley-load
+bench: build
+	$(GO) build -trimpath -o $(LOAD_BIN) ./cmd/parley-load
+	unshare -n -- sh -c 'ip link set lo up && exec bench/run.sh "$$0" "$$1"' "$(CURDIR)/$(BIN)" "$(CURDIR)/$(LOAD_BIN)"
+
+## bench-go: every Go benchmark in the tree
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

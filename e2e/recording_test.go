@@ -25,6 +25,14 @@ func TestRecordingPortal(t *testing.T) {
 	hostAcct := account{username: "rosa.recorder", displayName: "Rosa Recorder", password: "violet anchor tundra 5521"}
 	memberAcct := account{username: "milo.member", displayName: "Milo Member", password: "copper meadow lantern 7340"}
 	roomID := hostAndMember(ctx, srv, host, member, hostAcct, memberAcct, "Recorded review")
+	// The member was made by another process (parley user add) while the
+	// server ran: its global role reaches the server within seconds, and
+	// the member may create rooms.
+	member.watcher.allowHTTPError("/api/v1/rooms", 403) // until the policy is refreshed
+	waitUntil(member, "the member may create a room", 15*time.Second, func() bool {
+		status, _ := pageAPI(member, "POST", "/api/v1/rooms", map[string]any{"name": "Milo's own", "lobby": false, "guests_allowed": false})
+		return status == 201
+	})
 
 	installRecorder(host)
 	installRecorder(member)

@@ -554,3 +554,36 @@ func TestChurnCompacts(t *testing.T) {
 		t.Errorf("binding after compaction not effective")
 	}
 }
+
+// Refresh reloads only when the store holds other lines than memory: a
+// change by this process is already in memory (no reload, no event); one
+// by another process is picked up and published.
+func TestRefresh(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
+		ctx := context.Background()
+		acc := newAccounts("x", "y")
+		a, st, _ := open(t, tg, acc)
+		events, cancel := a.Subscribe()
+		defer cancel()
+		must(t, a.SetRoomRole(ctx, "user:y", roomA, rbac.RoleHost))
+		receive(t, events) // this process's own change
+		if changed, err := a.Refresh(ctx); err != nil || changed {
+			t.Fatalf("Refresh after a change of this process: %v %v", changed, err)
+		}
+		b, err := rbac.New(ctx, st, nil)
+		must(t, err)
+		must(t, b.SetRoomRole(ctx, "user:x", roomA, rbac.RoleRoomMember))
+		if changed, err := a.Refresh(ctx); err != nil || !changed {
+			t.Fatalf("Refresh after another process's change: %v %v", changed, err)
+		}
+		if !a.Can(ctx, "user:x", roomA, "room.join") {
+			t.Error("Refresh did not pick up the change")
+		}
+		if e := receive(t, events); e != (rbac.Event{Kind: rbac.EventPolicy, Room: rbac.Global}) {
+			t.Errorf("Refresh published %+v", e)
+		}
+		if changed, err := a.Refresh(ctx); err != nil || changed {
+			t.Errorf("a second Refresh: %v %v", changed, err)
+		}
+	})
+}

@@ -212,6 +212,10 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	var janitor sync.WaitGroup
 	janitor.Add(1)
 	go authSvc.RunJanitor(janitorCtx, 10*time.Minute, &janitor)
+	// Role bindings and roles changed by another process (`parley user
+	// add`, `parley role define`) reach this one within policyRefresh.
+	janitor.Add(1)
+	go refreshPolicy(janitorCtx, authz, log, policyRefresh, &janitor)
 	if recs != nil {
 		janitor.Add(1)
 		go runRetention(janitorCtx, recs, cfg.RecordingRetention, auditLog, log, retentionInterval, &janitor)

@@ -1,0 +1,88 @@
+#!/bin/sh
+# bench/run.sh — run parley-load's scenarios against a fresh `parley serve`.
+# Must run inside a private network namespace that has only lo (make bench
+# does: unshare -n). The server is pinned to CPU 0 with GOMAXPROCS=1, the
+# generator to CPU 1; results go to bench/results/<name>.json.
+#
+# Usage: bench/run.sh PARLEY_BIN PARLEY_LOAD_BIN [SCENARIO_SET]
+#   SCENARIO_SET: all (default) or quick (short, small N: a smoke run).
+set -eu
+PARLEY=$1
+LOAD=$2
+SET=${3:-all}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/bench/results
+mkdir -p "$OUT"
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+GEN_CPU=${BENCH_GEN_CPU:-1}
+
+# Refuse to run where packets could leave the machine: only lo may be up.
+if ip -o link show up | grep -v ': lo:' | grep -q .; then
+	echo "bench/run.sh: run me inside unshare -n (an interface other than lo is up)" >&2
+	exit 1
+fi
+
+DATA=$(mktemp -d)
+PORT=18443
+URL=https://127.0.0.1:$PORT
+PASSWORD="bench-load-password-$(date +%s)"
+cleanup() {
+	if [ -n "${SPID:-}" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi
+	rm -rf "$DATA"
+}
+trap cleanup EXIT INT TERM
+
+# The account is made before the server starts (a member added while it
+# runs reaches it within the 5-second policy refresh; this saves the wait).
+echo "$PASSWORD" | "$PARLEY" user add --username load --password-stdin --data-dir "$DATA" --public-url $URL --log-format json >/dev/null
+
+start_server() {
+	GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$PARLEY" serve --data-dir "$DATA" \
+		--listen 127.0.0.1:$PORT --public-url $URL \
+		--media-udp-port 0 --media-tcp-port -1 --turn=false --metrics-listen off \
+		--media-allowed-remote 127.0.0.0/8 --ws-max-per-user 1000 --ws-max-per-ip 100000 \
+		--log-level warn --log-format json >>"$DATA/server.log" 2>&1 &
+	SPID=$!
+	i=0
+	until curl -skf $URL/readyz >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then echo "parley serve did not start:" >&2; cat "$DATA/server.log" >&2; exit 1; fi
+		sleep 0.1
+	done
+}
+stop_server() {
+	kill "$SPID" 2>/dev/null || true
+	wait "$SPID" 2>/dev/null || true
+	SPID=
+}
+start_server
+
+# One sign-in (TOTP enrolment) for the whole run: a token lives 15 minutes.
+TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load -password "$PASSWORD" -scenario token 2>"$DATA/enroll.txt")
+export PARLEY_LOAD_TOKEN="$TOKEN"
+
+run() { # name, args...
+	name=$1
+	shift
+	echo "== $name"
+	# A fresh server process per scenario (same data directory: the token
+	# stays valid), so that its RSS does not carry the previous run's heap.
+	stop_server
+	start_server
+	sleep 2
+	taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -server-pid "$SPID" -json "$OUT/$name.json" "$@" ||
+		echo "!! $name failed (exit $?)"
+}
+
+if [ "$SET" = quick ]; then
+	run fanout-n3 -scenario fanout -n 3 -warmup 2s -duration 3s
+	run chat-n5 -scenario chat -n 5 -warmup 1s -duration 4s
+	exit 0
+fi
+run fanout-n50 -scenario fanout -n 50 -warmup 5s -duration 15s
+run fanout-n100 -scenario fanout -n 100 -warmup 5s -duration 15s
+run meeting-k6 -scenario meeting -k 6 -warmup 5s -duration 15s
+run audio-n50 -scenario audio -n 50 -warmup 3s -duration 10s
+run join-storm-n100 -scenario join-storm -n 100 -rate 20 -warmup 3s -duration 10s
+run chat-n100 -scenario chat -n 100 -rate 50 -warmup 2s -duration 15s
+run idle-ws-n1000 -scenario idle-ws -n 1000 -rate 100 -warmup 5s -duration 10s

@@ -1,0 +1,124 @@
+// Command parley-load is a load generator for Parley: it signs in, creates
+// a room and drives synthetic participants through the public signaling
+// protocol and the SFU, then reports forwarded packets, loss, one-way
+// latency, join times and, with -server-pid, the server's CPU and memory.
+//
+// Test tool: it sends packets only to the server's address (use loopback)
+// and gathers ICE candidates on lo only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// config is one run's parameters (the command line).
+type config struct {
+	URL, Username, Password, TOTPSecret, Token string
+	Insecure                                   bool
+	Scenario                                   string
+	N, K                                       int
+	Rate                                       float64
+	Duration, Warmup                           time.Duration
+	Room, ServerPID, JSON                      string
+}
+
+var scenarios = map[string]func(context.Context, *run) error{
+	"fanout":     runFanout,
+	"meeting":    runMeeting,
+	"audio":      runAudio,
+	"join-storm": runJoinStorm,
+	"idle-ws":    runIdleWS,
+	"chat":       runChat,
+	"token":      nil, // sign in, print a Bearer token on stdout, exit
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("parley-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.URL, "url", "", "Parley's public `URL` (https://127.0.0.1:PORT)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "accept any TLS certificate (self-signed test servers only)")
+	fs.StringVar(&c.Username, "username", "", "account to sign in with")
+	fs.StringVar(&c.Password, "password", "", "its password (or PARLEY_LOAD_PASSWORD)")
+	fs.StringVar(&c.TOTPSecret, "totp-secret", "", "its TOTP secret (base32; or PARLEY_LOAD_TOTP_SECRET); without it a first sign-in enrols and prints the secret on stderr")
+	fs.StringVar(&c.Token, "token", "", "a Bearer token instead of signing in (or PARLEY_LOAD_TOKEN)")
+	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout, meeting, audio, join-storm, idle-ws, chat, or token (print a Bearer token)")
+	fs.IntVar(&c.N, "n", 10, "subscribers, listeners, sockets or participants")
+	fs.IntVar(&c.K, "k", 4, "participants of the meeting scenario (all publish)")
+	fs.Float64Var(&c.Rate, "rate", 20, "joins per second (fanout, meeting and audio cap it at 20)")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of the measured steady window")
+	fs.DurationVar(&c.Warmup, "warmup", 3*time.Second, "wait after everyone joined, not measured")
+	fs.StringVar(&c.Room, "room", "", "room id to use (default: create one)")
+	fs.StringVar(&c.ServerPID, "server-pid", "", "the server's `pid`: report its CPU and RSS from /proc")
+	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this `file`")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.Password == "" {
+		c.Password = os.Getenv("PARLEY_LOAD_PASSWORD")
+	}
+	if c.TOTPSecret == "" {
+		c.TOTPSecret = os.Getenv("PARLEY_LOAD_TOTP_SECRET")
+	}
+	if c.Token == "" {
+		c.Token = os.Getenv("PARLEY_LOAD_TOKEN")
+	}
+	if _, ok := scenarios[c.Scenario]; !ok {
+		return c, fmt.Errorf("unknown scenario %q", c.Scenario)
+	}
+	if c.URL == "" {
+		return c, errors.New("-url is required")
+	}
+	if c.Token == "" && (c.Username == "" || c.Password == "") {
+		return c, errors.New("give -token, or -username and -password")
+	}
+	if c.N < 1 || c.K < 1 || c.Rate <= 0 || c.Duration <= 0 || c.Warmup < 0 {
+		return c, errors.New("-n, -k, -rate and -duration must be positive")
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parley-load:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.Scenario == "token" {
+		a := newAPI(cfg.URL, cfg.Insecure)
+		tok, err := a.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "parley-load:", err)
+			os.Exit(1)
+		}
+		fmt.Println(tok)
+		return
+	}
+	rep, err := Run(ctx, cfg, os.Stderr)
+	if rep != nil {
+		rep.printSummary(os.Stdout)
+		if cfg.JSON != "" {
+			if werr := rep.writeJSON(cfg.JSON); werr != nil {
+				fmt.Fprintln(os.Stderr, "parley-load:", werr)
+				os.Exit(1)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parley-load:", err)
+		os.Exit(1)
+	}
+}
