@@ -592,7 +592,7 @@ func TestConsoleAuditList(t *testing.T) {
 		{"actor=user:x&outcome=denied", []int64{seqs[3], seqs[1]}},
 		{"actor=user:x&action=test*", []int64{seqOther, seqs[4], seqs[3], seqs[2], seqs[1], seqs[0]}},
 		{"actor=user:x&from=" + url.QueryEscape(t0.Add(time.Hour).Format(time.RFC3339)) + "&to=" + url.QueryEscape(t0.Add(3*time.Hour).Format(time.RFC3339)), []int64{seqs[2], seqs[1]}},
-		{"actor=user:x&action=test.*&from=2026-11-26T11:00:10%2B02:00", []int64{seqs[4], seqs[3], seqs[2], seqs[1], seqs[0]}},
+		{"actor=user:x&action=test.*&from=2036-11-26T11:00:10%2B02:00", []int64{seqs[4], seqs[3], seqs[2], seqs[1], seqs[0]}},
 		{"target=room:r&limit=1", []int64{seqs[4]}},
 		{"actor=USER:X", nil},
 	} {
@@ -611,8 +611,8 @@ func TestConsoleAuditList(t *testing.T) {
 	if n := len(get("limit=500").body["entries"].([]any)); n < 110 {
 		t.Errorf("limit 500: %d", n)
 	}
-	for _, bad := range []string{"limit=0", "limit=501", "limit=x", "from=yesterday", "to=2026-11-26", "outcome=maybe",
-		"before_seq=0", "before_seq=-4", "from=2026-11-27T00:00:00Z&to=2026-11-26T00:00:00Z", "action=*", "actor=" + strings.Repeat("a", 300)} {
+	for _, bad := range []string{"limit=0", "limit=501", "limit=x", "from=yesterday", "to=2036-11-26", "outcome=maybe",
+		"before_seq=0", "before_seq=-4", "from=2036-11-27T00:00:00Z&to=2036-11-26T00:00:00Z", "action=*", "actor=" + strings.Repeat("a", 300)} {
 		r := f.admin.get("/api/v1/admin/audit?" + bad)
 		expect(t, bad, r, 400, "invalid_query")
 		checkJSONErrorReply(t, bad, r)
@@ -692,7 +692,7 @@ func TestConsoleAuditExport(t *testing.T) {
 	if ct := r.header.Get("Content-Type"); ct != "application/x-ndjson" {
 		t.Errorf("content type %q", ct)
 	}
-	if cd := r.header.Get("Content-Disposition"); cd != `attachment; filename="parley-audit-2026-11-26.jsonl"` {
+	if cd := r.header.Get("Content-Disposition"); cd != `attachment; filename="parley-audit-2036-11-26.jsonl"` {
 		t.Errorf("content disposition %q", cd)
 	}
 	lines := exportLines(t, r.raw)
@@ -798,14 +798,14 @@ func TestConsoleSecurityOverview(t *testing.T) {
 		return start, h["failed_sign_ins"].(float64), h["throttled"].(float64)
 	}
 	start, failed, thr := bucket(23)
-	if !start.Equal(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)) || failed != 7 || thr != 1 {
+	if !start.Equal(time.Date(2036, 11, 26, 10, 0, 0, 0, time.UTC)) || failed != 7 || thr != 1 {
 		t.Errorf("10:00 bucket: %v", hours[23])
 	}
 	start, failed, thr = bucket(22)
-	if !start.Equal(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)) || failed != 2 || thr != 0 {
+	if !start.Equal(time.Date(2036, 11, 26, 9, 0, 0, 0, time.UTC)) || failed != 2 || thr != 0 {
 		t.Errorf("09:00 bucket: %v", hours[22])
 	}
-	if start, failed, _ = bucket(0); !start.Equal(time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)) || failed != 0 {
+	if start, failed, _ = bucket(0); !start.Equal(time.Date(2036, 11, 25, 11, 0, 0, 0, time.UTC)) || failed != 0 {
 		t.Errorf("first bucket: %v", hours[0])
 	}
 	used := r.body["recovery_codes_used"].([]any)

@@ -92,7 +92,11 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 		tlsCfg = setup.Config
 		pool.AddCert(setup.Config.Certificates[0].Leaf)
 	}
-	clock := &fakeClock{t: time.Date(2026, 11, 26, 9, 0, 10, 0, time.UTC)}
+	// In the future: the session cookie's Expires follows this clock, and
+	// the test client's cookie jar compares it with the real time (a date
+	// in the past made every test fail once the real day passed its
+	// sessions' 12-hour lifetime).
+	clock := &fakeClock{t: time.Date(2036, 11, 26, 9, 0, 10, 0, time.UTC)}
 	keys, _, err := auth.LoadKeyring(cfg.DataDir, "")
 	if err != nil {
 		t.Fatal(err)
