@@ -24,7 +24,9 @@
 //     wait for a keyframe on the target layer, which is requested (PLI)
 //     when the choice changes.
 //   - RTCP: subscribers' PLI/FIR reach the publisher throttled (one per
-//     500 ms per layer); a new subscription asks for a keyframe; NACKs are
+//     500 ms per layer); a subscription waiting for a keyframe to start or
+//     to switch layers asks for one, throttled to one per 100 ms per layer
+//     (a join storm's subscribers start within about 100 ms); NACKs are
 //     served from one fixed-size packet cache per incoming RTP stream,
 //     whatever the number of subscribers; publishers get receiver reports,
 //     TWCC feedback and NACKs from Pion's interceptors, subscribers get

@@ -127,7 +127,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if li := d.track.selectLayer(int(d.maxWidth.Load()), d.bw.current(), now); li >= 0 {
 		d.target.Store(int32(li))
 	}
-	d.track.requestKeyframe(int(d.target.Load()), now) // a new subscriber starts on a keyframe
+	d.track.wantKeyframe(int(d.target.Load()), now) // a new subscriber starts on a keyframe
 	return codec, nil
 }
 
@@ -167,7 +167,7 @@ func (d *downTrack) release() {
 	d.current = -1
 	d.curLayer.Store(-1)
 	d.mu.Unlock()
-	d.track.requestKeyframe(int(d.target.Load()), nanotime())
+	d.track.wantKeyframe(int(d.target.Load()), nanotime())
 }
 
 // Unbind is called by Pion when the sender stops.
@@ -195,7 +195,7 @@ func (d *downTrack) forward(l *layer, h *rtp.Header, payload []byte, pad byte, k
 		if !key {
 			d.mu.Unlock()
 			// Waiting for a keyframe on the target: (re)ask, throttled.
-			d.track.requestKeyframe(l.index, now)
+			d.track.wantKeyframe(l.index, now)
 			return
 		}
 		d.switchTo(l, h, now)

@@ -445,3 +445,37 @@ func FuzzIngest(f *testing.F) {
 		tr.layerAt(0).ingest(b, nanotime())
 	})
 }
+
+// Keyframe requests: a subscriber's own PLIs reach the publisher at most
+// every 500 ms per layer; a subscription waiting for a keyframe to start
+// (it forwards nothing until then) may ask every 100 ms; both share the
+// layer's last request.
+func TestKeyframeRequestThrottles(t *testing.T) {
+	tr, plis := fakeTrack(1)
+	ms := int64(time.Millisecond)
+	now := int64(10_000) * ms
+	tr.requestKeyframe(0, now)
+	tr.requestKeyframe(0, now+200*ms) // subscriber PLI within 500 ms: dropped
+	if n := plis.Load(); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+	tr.wantKeyframe(0, now+50*ms) // a waiting start within 100 ms: dropped
+	if n := plis.Load(); n != 1 {
+		t.Fatalf("%d requests after a start 50 ms later, want 1", n)
+	}
+	tr.wantKeyframe(0, now+150*ms) // a waiting start after 100 ms: sent
+	if n := plis.Load(); n != 2 {
+		t.Fatalf("%d requests after a start 150 ms later, want 2", n)
+	}
+	tr.requestKeyframe(0, now+500*ms) // 350 ms after the last: dropped
+	tr.requestKeyframe(0, now+650*ms) // 500 ms after the last: sent
+	if n := plis.Load(); n != 3 {
+		t.Fatalf("%d requests, want 3", n)
+	}
+	// Audio tracks never ask.
+	tr.kind = webrtc.RTPCodecTypeAudio
+	tr.wantKeyframe(0, now+5000*ms)
+	if n := plis.Load(); n != 3 {
+		t.Errorf("an audio track asked for a keyframe")
+	}
+}

@@ -105,7 +105,7 @@ func (tp *Tap) attach(t *publishedTrack) {
 		tp.detach(d) // unpublished meanwhile
 		return
 	}
-	t.requestKeyframe(int(d.target.Load()), now) // start on a keyframe
+	t.wantKeyframe(int(d.target.Load()), now) // start on a keyframe
 }
 
 // detach stops d and closes its sink (once).

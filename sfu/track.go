@@ -26,6 +26,11 @@ const (
 	// keyframeInterval throttles keyframe requests (PLI) toward a publisher,
 	// per layer, however many subscribers ask.
 	keyframeInterval = 500 * time.Millisecond
+	// startKeyframeInterval throttles the requests of subscriptions that
+	// wait for a keyframe to start or to switch layers: they forward
+	// nothing until it comes, so they may ask more often (a join storm
+	// then costs at most ten keyframes a second per layer).
+	startKeyframeInterval = 100 * time.Millisecond
 	// layerActiveFor: a layer that sent nothing for this long is not chosen.
 	layerActiveFor = 2 * time.Second
 	// rateWindow is how often a layer's bitrate is measured and its
@@ -190,6 +195,16 @@ func (t *publishedTrack) isClosed() bool {
 // requestKeyframe asks the publisher for a keyframe on layer i, at most
 // once per keyframeInterval per layer.
 func (t *publishedTrack) requestKeyframe(i int, now int64) {
+	t.requestKeyframeEvery(i, now, keyframeInterval)
+}
+
+// wantKeyframe is requestKeyframe for a subscription that forwards
+// nothing until the keyframe comes (throttled by startKeyframeInterval).
+func (t *publishedTrack) wantKeyframe(i int, now int64) {
+	t.requestKeyframeEvery(i, now, startKeyframeInterval)
+}
+
+func (t *publishedTrack) requestKeyframeEvery(i int, now int64, gap time.Duration) {
 	if t.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
@@ -198,7 +213,7 @@ func (t *publishedTrack) requestKeyframe(i int, now int64) {
 		return
 	}
 	last := l.lastPLI.Load()
-	if last != 0 && now-last < int64(keyframeInterval) {
+	if last != 0 && now-last < int64(gap) {
 		return
 	}
 	if !l.lastPLI.CompareAndSwap(last, now) {
@@ -310,7 +325,7 @@ func (t *publishedTrack) retarget(d *downTrack, now int64) {
 		return
 	}
 	if old := d.target.Swap(int32(li)); int(old) != li && int(d.curLayer.Load()) != li {
-		t.requestKeyframe(li, now)
+		t.wantKeyframe(li, now)
 	}
 }
 
