@@ -58,7 +58,7 @@ stop_server() {
 start_server
 
 # One sign-in (TOTP enrolment) for the whole run: a token lives 15 minutes.
-TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load -password "$PASSWORD" -scenario token 2>"$DATA/enroll.txt")
+TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret" -scenario token 2>"$DATA/enroll.txt")
 export PARLEY_LOAD_TOKEN="$TOKEN"
 
 run() { # name, args...

@@ -104,20 +104,28 @@ func totpCode(ctx context.Context, secret string, after int64) (string, int64, e
 	}
 }
 
-// signIn signs in with password and TOTP (enrolling TOTP on the first
-// sign-in, the new secret printed on stderr) and mints a Bearer token.
-func (a *api) signIn(ctx context.Context, user, pass, secret string) (token string, err error) {
+// signIn signs in with password and TOTP and mints a Bearer token. On an
+// account's first sign-in it enrols TOTP and writes the new secret to
+// secretFile (created 0600; never printed: a secret has no place in a
+// log); without secretFile such an account is refused.
+func (a *api) signIn(ctx context.Context, user, pass, secret, secretFile string) (token string, err error) {
 	var login struct{ Next, Challenge string }
 	if err := a.do(ctx, "POST", "/api/v1/auth/login", map[string]string{"username": user, "password": pass}, &login); err != nil {
 		return "", fmt.Errorf("login: %w", err)
 	}
 	switch login.Next {
 	case "enroll":
+		if secretFile == "" {
+			return "", errors.New("the account has no authenticator yet: give -totp-secret-file to enrol it and keep its secret")
+		}
 		var en struct{ Secret string }
 		if err := a.do(ctx, "POST", "/api/v1/auth/enroll", map[string]string{"challenge": login.Challenge}, &en); err != nil {
 			return "", fmt.Errorf("enroll: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "parley-load: enrolled TOTP for %s; secret (reuse with -totp-secret): %s\n", user, en.Secret)
+		if err := os.WriteFile(secretFile, []byte(en.Secret+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("keeping the new TOTP secret: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "parley-load: enrolled TOTP for %s; its secret is in %s (reuse with -totp-secret)\n", user, secretFile)
 		if err := a.confirmCode(ctx, "/api/v1/auth/enroll/confirm", login.Challenge, en.Secret); err != nil {
 			return "", err
 		}

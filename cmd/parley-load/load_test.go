@@ -227,7 +227,7 @@ func TestSmokeFanout(t *testing.T) {
 	}()
 	waitReady(ctx, t, url, exited)
 
-	cfg := config{URL: url, Insecure: true, Username: "load", Password: password, Scenario: "fanout",
+	cfg := config{URL: url, Insecure: true, Username: "load", Password: password, TOTPSecretFile: filepath.Join(dir, "totp-secret"), Scenario: "fanout",
 		N: 3, K: 1, Rate: 20, Duration: 3 * time.Second, Warmup: 3 * time.Second,
 		ServerPID: strconv.Itoa(srv.Process.Pid), JSON: filepath.Join(dir, "report.json")}
 	var stderr bytes.Buffer

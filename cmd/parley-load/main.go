@@ -21,13 +21,13 @@ import (
 
 // config is one run's parameters (the command line).
 type config struct {
-	URL, Username, Password, TOTPSecret, Token string
-	Insecure                                   bool
-	Scenario                                   string
-	N, K                                       int
-	Rate                                       float64
-	Duration, Warmup                           time.Duration
-	Room, ServerPID, JSON                      string
+	URL, Username, Password, TOTPSecret, TOTPSecretFile, Token string
+	Insecure                                                   bool
+	Scenario                                                   string
+	N, K                                                       int
+	Rate                                                       float64
+	Duration, Warmup                                           time.Duration
+	Room, ServerPID, JSON                                      string
 }
 
 var scenarios = map[string]func(context.Context, *run) error{
@@ -48,7 +48,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Insecure, "insecure", false, "accept any TLS certificate (self-signed test servers only)")
 	fs.StringVar(&c.Username, "username", "", "account to sign in with")
 	fs.StringVar(&c.Password, "password", "", "its password (or PARLEY_LOAD_PASSWORD)")
-	fs.StringVar(&c.TOTPSecret, "totp-secret", "", "its TOTP secret (base32; or PARLEY_LOAD_TOTP_SECRET); without it a first sign-in enrols and prints the secret on stderr")
+	fs.StringVar(&c.TOTPSecret, "totp-secret", "", "its TOTP secret (base32; or PARLEY_LOAD_TOTP_SECRET)")
+	fs.StringVar(&c.TOTPSecretFile, "totp-secret-file", "", "on an account's first sign-in, enrol TOTP and write its new secret to this file (0600)")
 	fs.StringVar(&c.Token, "token", "", "a Bearer token instead of signing in (or PARLEY_LOAD_TOKEN)")
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout, meeting, audio, join-storm, idle-ws, chat, or token (print a Bearer token)")
 	fs.IntVar(&c.N, "n", 10, "subscribers, listeners, sockets or participants")
@@ -99,7 +100,7 @@ func main() {
 	defer stop()
 	if cfg.Scenario == "token" {
 		a := newAPI(cfg.URL, cfg.Insecure)
-		tok, err := a.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret)
+		tok, err := a.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret, cfg.TOTPSecretFile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "parley-load:", err)
 			os.Exit(1)

@@ -42,7 +42,7 @@ func Run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	}
 	if cfg.Token != "" {
 		r.api.bearer = cfg.Token
-	} else if _, err := r.api.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret); err != nil {
+	} else if _, err := r.api.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret, cfg.TOTPSecretFile); err != nil {
 		return nil, err
 	}
 	r.room = cfg.Room
