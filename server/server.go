@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -60,6 +61,9 @@ type Server struct {
 	hub     *signaling.Hub // meetings in progress; nil until EnableSignaling
 	// recordings is the recording catalog and files; nil until EnableRecording.
 	recordings *recording.Manager
+
+	lnMu sync.Mutex
+	ln   []net.Listener // given to Serve; closed by Shutdown
 }
 
 // New builds the server and its routes. It starts nothing.
@@ -133,6 +137,9 @@ func (s *Server) routes() {
 // Serve accepts connections on ln until Shutdown. With TLS configured the
 // listener is wrapped in TLS; plain HTTP on it fails the handshake.
 func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	s.ln = append(s.ln, ln)
+	s.lnMu.Unlock()
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
@@ -140,9 +147,17 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // Shutdown stops accepting connections and waits for requests in flight,
-// at most until ctx ends.
+// at most until ctx ends. It also closes the listeners given to Serve:
+// fasthttp's Shutdown closes only those Serve has already taken up, so a
+// stop right after the start would leave Serve accepting for ever.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.app.ShutdownWithContext(ctx)
+	err := s.app.ShutdownWithContext(ctx)
+	s.lnMu.Lock()
+	for _, ln := range s.ln {
+		ln.Close()
+	}
+	s.lnMu.Unlock()
+	return err
 }
 
 func (s *Server) handleHealthz(c *fiber.Ctx) error {

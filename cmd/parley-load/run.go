@@ -284,30 +284,26 @@ func maxRate(rate, cap float64) float64 { return min(rate, cap) }
 // --- scenarios ---
 
 func runFanout(ctx context.Context, r *run) error {
-	if _, err := r.join(ctx, "pub", clientOpts{media: true, video: true, audio: true}); err != nil {
-		return err
-	}
-	r.rep.Server.RSSBeforeKiB = r.rss()
 	r.logf("fanout: 1 publisher, adding %d subscribers", r.cfg.N)
-	r.joinMany(ctx, r.cfg.N, maxRate(r.cfg.Rate, 20), "sub", clientOpts{media: true, expect: true, joinOnVideo: true})
-	r.waitMedia(ctx, 15*time.Second)
-	r.joinTimes("socket open → first video packet (subscribers)")
-	err := r.steady(ctx)
-	r.perClient(r.cfg.N, "subscriber")
-	if err != nil {
-		return err
-	}
-	return r.needMedia()
+	return oneToMany(ctx, r, maxRate(r.cfg.Rate, 20), 15*time.Second)
 }
 
+// runJoinStorm is fanout with the subscribers joining at -rate, however
+// fast: the join times are the result.
 func runJoinStorm(ctx context.Context, r *run) error {
+	r.logf("join-storm: %d joins at %.0f/s", r.cfg.N, r.cfg.Rate)
+	return oneToMany(ctx, r, r.cfg.Rate, 30*time.Second)
+}
+
+// oneToMany: one publisher (video and audio), N subscribers joining at
+// rate, then the steady window.
+func oneToMany(ctx context.Context, r *run, rate float64, mediaWait time.Duration) error {
 	if _, err := r.join(ctx, "pub", clientOpts{media: true, video: true, audio: true}); err != nil {
 		return err
 	}
 	r.rep.Server.RSSBeforeKiB = r.rss()
-	r.logf("join-storm: %d joins at %.0f/s", r.cfg.N, r.cfg.Rate)
-	r.joinMany(ctx, r.cfg.N, r.cfg.Rate, "sub", clientOpts{media: true, expect: true, joinOnVideo: true})
-	r.waitMedia(ctx, 30*time.Second)
+	r.joinMany(ctx, r.cfg.N, rate, "sub", clientOpts{media: true, expect: true, joinOnVideo: true})
+	r.waitMedia(ctx, mediaWait)
 	r.joinTimes("socket open → first video packet (subscribers)")
 	err := r.steady(ctx)
 	r.perClient(r.cfg.N, "subscriber")

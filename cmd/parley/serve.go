@@ -247,10 +247,6 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 			log.Warn("shutdown did not finish in time", "err", err)
 		}
 		cancel()
-		// fasthttp's Shutdown closes only the listeners Serve has already
-		// taken up: a stop right after the start would leave Serve
-		// accepting for ever. Closing ours ends it in any case.
-		ln.Close()
 		<-served
 	}
 	stopMeetings()
