@@ -66,6 +66,8 @@ type Config struct {
 	// MetricsListen is the address of the Prometheus endpoint (plain HTTP,
 	// /metrics only); empty means off.
 	MetricsListen string
+	// DebugPprof adds Go's profiler (/debug/pprof/) to the metrics listener.
+	DebugPprof bool
 
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
@@ -474,6 +476,8 @@ var options = []Option{
 			c.MetricsListen = v
 			return nil
 		}},
+	{Name: "debug-pprof", Default: "false", bool: true, Usage: "also serve Go's profiler at /debug/pprof/ on the metrics listener (loopback only: it reveals memory contents; for measuring, not for production)",
+		set: func(c *Config, v string) (err error) { c.DebugPprof, err = parseBool(v); return }},
 	{Name: "read-timeout", Default: "15s", Usage: "`duration` allowed to read a whole request, headers and TLS handshake included",
 		set: durationSetter(func(c *Config) *time.Duration { return &c.ReadTimeout })},
 	{Name: "write-timeout", Default: "30s", Usage: "`duration` allowed to write a response",

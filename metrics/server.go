@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 )
@@ -18,7 +19,8 @@ const (
 )
 
 // Server serves one handler at GET /metrics on its own listener, in plain
-// HTTP, and answers 404 to every other path. It owns the goroutine that
+// HTTP (and, with ServeWithProfiler, Go's profiler at /debug/pprof/), and
+// answers 404 to every other path. It owns the goroutine that
 // serves; Close stops it.
 type Server struct {
 	http *http.Server
@@ -32,6 +34,16 @@ type Server struct {
 // Serve starts serving h on ln. Errors of the HTTP server itself (a
 // connection that could not be read...) go to log at debug level.
 func Serve(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
+	return serve(ln, h, log, false)
+}
+
+// ServeWithProfiler is Serve with Go's profiler (net/http/pprof) at
+// /debug/pprof/ as well: for measuring (bench/README.md), on loopback only.
+func ServeWithProfiler(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
+	return serve(ln, h, log, true)
+}
+
+func serve(ln net.Listener, h http.Handler, log *slog.Logger, profiler bool) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -41,6 +53,13 @@ func Serve(ln net.Listener, h http.Handler, log *slog.Logger) *Server {
 		w.Header().Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	}))
+	if profiler {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	s := &Server{
 		http: &http.Server{
 			Handler:           mux,

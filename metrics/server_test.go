@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -14,12 +15,16 @@ import (
 
 // serve starts a metrics server for reg on a free loopback port.
 func serve(t *testing.T, reg *metrics.Registry) (base string, srv *metrics.Server) {
+	return serveWith(t, reg, metrics.Serve)
+}
+
+func serveWith(t *testing.T, reg *metrics.Registry, serveFunc func(net.Listener, http.Handler, *slog.Logger) *metrics.Server) (base string, srv *metrics.Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = metrics.Serve(ln, reg.Handler(nil), nil)
+	srv = serveFunc(ln, reg.Handler(nil), nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -82,5 +87,23 @@ func TestServerServesOnlyMetrics(t *testing.T) {
 	c.CloseIdleConnections()
 	if _, err := c.Get(base + "/metrics"); err == nil {
 		t.Error("the server still answers after Close")
+	}
+}
+
+func TestServerWithProfiler(t *testing.T) {
+	base, _ := serveWith(t, metrics.New("test"), metrics.ServeWithProfiler)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	if code, _, body := get(t, c, "GET", base+"/debug/pprof/heap?debug=1"); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("GET /debug/pprof/heap: %d %.80q", code, body)
+	}
+	if code, _, body := get(t, c, "GET", base+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("GET /debug/pprof/goroutine: %d %.80q", code, body)
+	}
+	if code, _, _ := get(t, c, "GET", base+"/metrics"); code != 200 {
+		t.Errorf("GET /metrics: %d", code)
+	}
+	if code, _, _ := get(t, c, "GET", base+"/"); code != http.StatusNotFound {
+		t.Errorf("GET /: %d, want 404", code)
 	}
 }

@@ -37,6 +37,10 @@ const metricsShutdown = 2 * time.Second
 // and returns the exit status.
 func serveMetrics(cfg *config.Config, reg *metrics.Registry, src metricsSources, log *slog.Logger, e env) (func(), int) {
 	if cfg.MetricsListen == "" {
+		if cfg.DebugPprof {
+			fmt.Fprintln(e.stderr, "parley: invalid value for option --debug-pprof (PARLEY_DEBUG_PPROF): the profiler is served on the metrics listener, and --metrics-listen is off")
+			return nil, 2
+		}
 		log.Info("the metrics endpoint is off (--metrics-listen=off)")
 		return func() {}, 0
 	}
@@ -60,7 +64,17 @@ func serveMetrics(cfg *config.Config, reg *metrics.Registry, src metricsSources,
 	}
 	src.audit.Observe(reg.ObserveAudit)
 
-	srv := metrics.Serve(ln, reg.Handler(log), log.With("component", "metrics"))
+	serve := metrics.Serve
+	if cfg.DebugPprof {
+		if !loopbackAddr(ln.Addr()) {
+			_ = ln.Close()
+			fmt.Fprintf(e.stderr, "parley: invalid value for option --debug-pprof (PARLEY_DEBUG_PPROF): the profiler reveals memory contents; it needs a loopback --metrics-listen, not %s\n", cfg.MetricsListen)
+			return nil, 2
+		}
+		serve = metrics.ServeWithProfiler
+		log.Warn("Go's profiler is served at /debug/pprof/ on the metrics listener (--debug-pprof): for measuring only")
+	}
+	srv := serve(ln, reg.Handler(log), log.With("component", "metrics"))
 	addr := srv.Addr().String()
 	if !loopbackAddr(ln.Addr()) {
 		log.Warn("the metrics endpoint is reachable from other machines and has no authentication: "+

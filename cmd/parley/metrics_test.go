@@ -153,6 +153,8 @@ func TestServeMetricsListenErrors(t *testing.T) {
 		{"the HTTPS port, every interface", []string{"--listen", "127.0.0.1:" + free, "--metrics-listen", "0.0.0.0:" + free}, 2},
 		{"the HTTPS port, localhost", []string{"--listen", "localhost:" + free, "--metrics-listen", "127.0.0.1:" + free}, 2},
 		{"a port in use", []string{"--listen", "127.0.0.1:0", "--metrics-listen", busyAddr}, 1},
+		{"the profiler on every interface", []string{"--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0", "--debug-pprof"}, 2},
+		{"the profiler without the metrics listener", []string{"--listen", "127.0.0.1:0", "--metrics-listen", "off", "--debug-pprof"}, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -160,7 +162,7 @@ func TestServeMetricsListenErrors(t *testing.T) {
 			args := append([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--media-udp-port", "0",
 				"--media-tcp-port", "-1"}, turnTestArgs...)
 			code, _, stderr := runCmd(ctx, append(args, c.args...), nil)
-			if code != c.code || !strings.Contains(stderr, "--metrics-listen") {
+			if code != c.code || !strings.Contains(stderr, "--metrics-listen") && !strings.Contains(stderr, "--debug-pprof") {
 				t.Errorf("exit %d (want %d), stderr: %s", code, c.code, stderr)
 			}
 		})
