@@ -20,13 +20,16 @@ type Room struct {
 	// RecordingRetentionS is how long the room's recordings are kept, in
 	// seconds after they end; 0 means the server's default.
 	RecordingRetentionS int64
+	// E2EE: the room's meetings are end-to-end encrypted (the browsers
+	// encrypt every media frame; the server cannot read or record them).
+	E2EE bool
 }
 
-const roomColumns = `id, name, lobby, guests_allowed, created_by, created_us, updated_us, recording_retention_s`
+const roomColumns = `id, name, lobby, guests_allowed, created_by, created_us, updated_us, recording_retention_s, e2ee`
 
 func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 	var r Room
-	err := row.Scan(&r.ID, &r.Name, &r.Lobby, &r.GuestsAllowed, &r.CreatedBy, &r.CreatedUS, &r.UpdatedUS, &r.RecordingRetentionS)
+	err := row.Scan(&r.ID, &r.Name, &r.Lobby, &r.GuestsAllowed, &r.CreatedBy, &r.CreatedUS, &r.UpdatedUS, &r.RecordingRetentionS, &r.E2EE)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrNotFound
 	}
@@ -35,8 +38,8 @@ func scanRoom(row interface{ Scan(...any) error }) (Room, error) {
 
 // CreateRoom inserts r.
 func (s *Store) CreateRoom(ctx context.Context, r Room) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		r.ID, r.Name, r.Lobby, r.GuestsAllowed, r.CreatedBy, r.CreatedUS, r.UpdatedUS, r.RecordingRetentionS)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		r.ID, r.Name, r.Lobby, r.GuestsAllowed, r.CreatedBy, r.CreatedUS, r.UpdatedUS, r.RecordingRetentionS, r.E2EE)
 	if isUniqueViolation(err) {
 		return ErrConflict
 	}
@@ -71,8 +74,8 @@ func (s *Store) ListRooms(ctx context.Context) ([]Room, error) {
 
 // UpdateRoom writes a room's settings.
 func (s *Store) UpdateRoom(ctx context.Context, r Room) error {
-	return s.execOne(ctx, "update room", `UPDATE rooms SET name = $1, lobby = $2, guests_allowed = $3, updated_us = $4, recording_retention_s = $5 WHERE id = $6`,
-		r.Name, r.Lobby, r.GuestsAllowed, r.UpdatedUS, r.RecordingRetentionS, r.ID)
+	return s.execOne(ctx, "update room", `UPDATE rooms SET name = $1, lobby = $2, guests_allowed = $3, updated_us = $4, recording_retention_s = $5, e2ee = $6 WHERE id = $7`,
+		r.Name, r.Lobby, r.GuestsAllowed, r.UpdatedUS, r.RecordingRetentionS, r.E2EE, r.ID)
 }
 
 // DeleteRoom removes a room with its invites and guest sessions.
