@@ -23,6 +23,11 @@
 //     and a cap lifted one layer at a time after quiet periods); switches
 //     wait for a keyframe on the target layer, which is requested (PLI)
 //     when the choice changes.
+//   - Codec restriction (restrict.go): a room may negotiate only some
+//     codecs (RestrictCodecs); the client's descriptions lose the others
+//     before Pion sees them. End-to-end encrypted meetings use it (VP8,
+//     VP9, Opus: the codecs whose clear header bytes the browsers keep, so
+//     that keyframe detection keeps working on encrypted frames).
 //   - RTCP: subscribers' PLI/FIR reach the publisher throttled (one per
 //     500 ms per layer); a subscription waiting for a keyframe to start or
 //     to switch layers asks for one, throttled to one per 100 ms per layer

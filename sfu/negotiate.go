@@ -45,6 +45,12 @@ func (p *Participant) HandleOffer(sdp string, sources map[string]string) (string
 		p.log.Info("offer refused", "err", err)
 		return "", err
 	}
+	if allowed := p.room.allowedCodecs(); allowed != nil {
+		if clean, err = restrictSDP(clean, allowed); err != nil {
+			p.log.Info("offer refused", "err", err)
+			return "", err
+		}
+	}
 	p.countRefused(refused)
 	p.mergeSources(sources)
 
@@ -120,6 +126,12 @@ func (p *Participant) HandleAnswer(sdp string) error {
 	}
 	if !p.offerPending || p.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
 		return errNoOffer
+	}
+	if allowed := p.room.allowedCodecs(); allowed != nil {
+		if clean, err = restrictSDP(clean, allowed); err != nil {
+			p.log.Info("answer refused", "err", err)
+			return err
+		}
 	}
 	p.countRefused(refused)
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: clean}); err != nil {

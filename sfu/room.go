@@ -22,6 +22,7 @@ type Room struct {
 	participants map[string]*Participant
 	tracks       []*publishedTrack // published, in publication order
 	taps         []*Tap            // hidden subscribers (tap.go)
+	codecs       []string          // the only codecs negotiated (RestrictCodecs); nil: all
 }
 
 // Join adds a participant with a new PeerConnection. id is opaque and must
