@@ -115,6 +115,8 @@ func (p *participant) dispatch(mt int, data []byte) {
 		p.onLayer(m)
 	case *recordMsg:
 		p.onRecord(m)
+	case *e2eeKeyMsg:
+		p.onE2EEKey(m)
 	case *bareMsg:
 		switch typ {
 		case typeLeave:
@@ -213,6 +215,14 @@ func (p *participant) onJoin(m *joinMsg) {
 		r.mu.Unlock()
 		p.c.send(errorJSON(&protoError{codeBadState, "already joined"}, typeJoin))
 		return
+	}
+	if r.e2ee && m.E2EEPublicKey == nil {
+		r.mu.Unlock()
+		p.c.send(errorJSON(&protoError{codeE2EERequired, "this meeting is end-to-end encrypted: join from a browser that can encrypt media (e2ee_public_key)"}, typeJoin))
+		return
+	}
+	if r.e2ee {
+		p.e2eeKey = *m.E2EEPublicKey
 	}
 	p.name, p.role, p.perms = name, role, perms
 	subject := p.ident.Subject
@@ -417,6 +427,8 @@ func (p *participant) onRecord(m *recordMsg) {
 	err := p.room.setRecording(m.Action == "start", p.ident.Actor, p.ident.ClientIP)
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrRecordingE2EE):
+		p.c.send(errorJSON(&protoError{codeE2EERoom, ErrRecordingE2EE.Error()}, typeRecord))
 	case errors.Is(err, ErrRecordingUnavailable):
 		p.c.send(errorJSON(&protoError{codeUnavailable, "recording is not available on this server"}, typeRecord))
 	case errors.Is(err, ErrRecordingState):

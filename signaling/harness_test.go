@@ -76,7 +76,8 @@ func newHarness(t *testing.T, tune func(*Config)) *harness {
 		} else {
 			ident.SessionID = "s-" + id
 		}
-		info := RoomInfo{ID: string(q.Peek("room")), Name: "Room", Lobby: q.GetBool("lobby"), GuestsAllowed: !q.GetBool("noguests")}
+		info := RoomInfo{ID: string(q.Peek("room")), Name: "Room", Lobby: q.GetBool("lobby"), GuestsAllowed: !q.GetBool("noguests"),
+			E2EE: q.GetBool("e2ee")}
 		ticket, err := hub.Reserve(subject, "127.0.0.1")
 		if err != nil {
 			ctx.SetStatusCode(http.StatusTooManyRequests)
@@ -254,8 +255,8 @@ type fakeMedia struct {
 	rooms []*fakeRoom
 }
 
-func (m *fakeMedia) NewRoom(id string) MediaRoom {
-	r := &fakeRoom{id: id, parts: map[string]*fakeParticipant{}}
+func (m *fakeMedia) NewRoom(id string, opts RoomOptions) MediaRoom {
+	r := &fakeRoom{id: id, opts: opts, parts: map[string]*fakeParticipant{}}
 	m.mu.Lock()
 	m.rooms = append(m.rooms, r)
 	m.mu.Unlock()
@@ -278,6 +279,7 @@ func (m *fakeMedia) participant(id string) *fakeParticipant {
 
 type fakeRoom struct {
 	id     string
+	opts   RoomOptions
 	mu     sync.Mutex
 	parts  map[string]*fakeParticipant
 	tracks []Track

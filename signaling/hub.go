@@ -118,6 +118,9 @@ type RoomInfo struct {
 	Name          string
 	Lobby         bool
 	GuestsAllowed bool
+	// E2EE: the room's meetings are end-to-end encrypted (e2ee.go). A
+	// meeting keeps the mode it started with.
+	E2EE bool
 }
 
 // Errors of Reserve.
@@ -260,9 +263,13 @@ func (h *Hub) attach(t *Ticket, info RoomInfo, p *participant) (*room, bool) {
 	t.claimed = true
 	delete(h.pending, t)
 	r := h.rooms[info.ID]
+	if r != nil && r.e2ee != info.E2EE {
+		h.retireLocked(r) // the room's e2ee setting changed as this meeting began
+		r = nil
+	}
 	if r == nil {
 		h.roomSeq++
-		r = newRoom(h, info, h.cfg.Media.NewRoom(info.ID+"."+strconv.FormatUint(h.roomSeq, 10)))
+		r = newRoom(h, info, h.cfg.Media.NewRoom(info.ID+"."+strconv.FormatUint(h.roomSeq, 10), mediaOptions(info)))
 		h.rooms[info.ID] = r
 	}
 	r.mu.Lock()
@@ -297,7 +304,9 @@ func (h *Hub) detach(r *room, p *participant, t *Ticket) {
 }
 
 // RoomChanged gives a meeting in progress the room's new settings (name,
-// lobby, guests); they apply to everyone who arrives from now on.
+// lobby, guests); they apply to everyone who arrives from now on. A
+// meeting whose mode is not the new e2ee setting ends (the setting changes
+// only between meetings; this is the race with a meeting's start).
 func (h *Hub) RoomChanged(info RoomInfo) {
 	h.mu.Lock()
 	r := h.rooms[info.ID]
@@ -308,6 +317,9 @@ func (h *Hub) RoomChanged(info RoomInfo) {
 	r.mu.Lock()
 	r.info = info
 	r.mu.Unlock()
+	if r.e2ee != info.E2EE {
+		h.endForMode(r)
+	}
 }
 
 // EndRoom ends the meeting of a room, if one is in progress (the room was

@@ -18,6 +18,7 @@ type LiveRoom struct {
 	Name         string
 	Locked       bool
 	Recording    bool
+	E2EE         bool // the meeting is end-to-end encrypted
 	Participants []LiveParticipant
 }
 
@@ -57,7 +58,7 @@ func (h *Hub) Live() []LiveRoom {
 			r.mu.Unlock()
 			continue
 		}
-		lr := LiveRoom{ID: r.id, Name: r.info.Name, Locked: r.locked, Recording: r.recording}
+		lr := LiveRoom{ID: r.id, Name: r.info.Name, Locked: r.locked, Recording: r.recording, E2EE: r.e2ee}
 		for _, p := range r.parts {
 			if p.state != stateActive && p.state != stateLobby {
 				continue

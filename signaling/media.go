@@ -35,7 +35,14 @@ type MediaEvents interface {
 // Media is the part of the SFU the hub drives: one forwarding domain per
 // meeting room. SFUMedia adapts *sfu.SFU to it.
 type Media interface {
-	NewRoom(id string) MediaRoom
+	NewRoom(id string, opts RoomOptions) MediaRoom
+}
+
+// RoomOptions are a meeting's media settings, fixed for its life.
+type RoomOptions struct {
+	// Codecs, when not nil, are the only codecs (MIME types) the meeting
+	// negotiates; nil: every codec the media plane forwards.
+	Codecs []string
 }
 
 // MediaRoom is one room's forwarding domain.

@@ -32,21 +32,27 @@ type memberView struct {
 	HandRaised bool        `json:"hand_raised"`
 	InLobby    bool        `json:"in_lobby"`
 	Tracks     []trackView `json:"tracks"`
+	// E2EEPublicKey is the participant's ephemeral public key in an
+	// end-to-end encrypted meeting, as it sent it with join (e2ee.go).
+	E2EEPublicKey string `json:"e2ee_public_key,omitempty"`
 }
 
 // arrivalView is a participant in participant_joined.
 type arrivalView struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Role    string `json:"role"`
-	Guest   bool   `json:"guest"`
-	InLobby bool   `json:"in_lobby"`
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	Role          string `json:"role"`
+	Guest         bool   `json:"guest"`
+	InLobby       bool   `json:"in_lobby"`
+	E2EEPublicKey string `json:"e2ee_public_key,omitempty"`
 }
 
 type roomView struct {
 	Name      string `json:"name"`
 	Locked    bool   `json:"locked"`
 	Recording bool   `json:"recording"`
+	// E2EE: this meeting is end-to-end encrypted (fixed for its life).
+	E2EE bool `json:"e2ee"`
 }
 
 // iceServersMsg replaces the ICE servers of the welcome before their

@@ -49,6 +49,7 @@ const (
 	typeEnd       = "end"
 	typeLayer     = "layer"
 	typeRecord    = "record"
+	typeE2EEKey   = "e2ee_key"
 )
 
 // Error codes of the error message.
@@ -65,6 +66,12 @@ const (
 	codeInvalid     = "invalid"     // a field's value breaks a rule (message says which)
 	codeUnavailable = "unavailable" // a feature this server does not offer yet
 	codeInternal    = "internal"    // something went wrong on the server
+	// codeE2EERoom: refused because the meeting is end-to-end encrypted
+	// (recording it).
+	codeE2EERoom = "e2ee_room"
+	// codeE2EERequired: join without a public key in an end-to-end
+	// encrypted meeting.
+	codeE2EERequired = "e2ee_required"
 )
 
 // protoError is a refusal sent back as an error message.
@@ -82,6 +89,9 @@ type (
 	joinMsg struct {
 		Type        string  `json:"type"`
 		DisplayName *string `json:"display_name"`
+		// E2EEPublicKey is the browser's ephemeral public key for an
+		// end-to-end encrypted meeting (opaque, base64url; e2ee.go).
+		E2EEPublicKey *string `json:"e2ee_public_key"`
 	}
 	offerMsg struct {
 		Type   string            `json:"type"`
@@ -143,6 +153,9 @@ type validator interface{ validate() *protoError }
 func (m *joinMsg) validate() *protoError {
 	if m.DisplayName != nil && len(*m.DisplayName) > maxNameInputBytes {
 		return &protoError{codeInvalid, "display_name has 1 to 64 characters"}
+	}
+	if m.E2EEPublicKey != nil && !validOpaque(*m.E2EEPublicKey, minPublicKeyChars, maxPublicKeyChars) {
+		return &protoError{codeInvalid, "e2ee_public_key is 16 to 256 characters of base64url"}
 	}
 	return nil
 }
@@ -270,6 +283,7 @@ var clientTypes = map[string]func() validator{
 	typeEnd:       func() validator { return &bareMsg{} },
 	typeLayer:     func() validator { return &layerMsg{} },
 	typeRecord:    func() validator { return &recordMsg{} },
+	typeE2EEKey:   func() validator { return &e2eeKeyMsg{} },
 }
 
 // fieldNames caches the exact JSON names of each message struct's fields:

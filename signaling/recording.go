@@ -53,6 +53,11 @@ func (r *room) setRecording(on bool, actor, clientIP string) error {
 	if on {
 		action = "recording.start"
 	}
+	if on && r.e2ee {
+		// Nothing the server receives of this meeting could be decoded.
+		h.record(actor, action, r.id, audit.Denied, clientIP, map[string]any{"reason": "e2ee"})
+		return ErrRecordingE2EE
+	}
 	rec := h.cfg.Recorder
 	if rec == nil {
 		return ErrRecordingUnavailable

@@ -25,6 +25,10 @@ type room struct {
 	id    string
 	media MediaRoom
 
+	// e2ee: this meeting is end-to-end encrypted (e2ee.go); fixed when
+	// it starts.
+	e2ee bool
+
 	mu       sync.Mutex
 	info     RoomInfo
 	locked   bool
@@ -42,7 +46,7 @@ type room struct {
 }
 
 func newRoom(h *Hub, info RoomInfo, media MediaRoom) *room {
-	return &room{hub: h, id: info.ID, media: media, info: info, parts: map[string]*participant{},
+	return &room{hub: h, id: info.ID, media: media, e2ee: info.E2EE, info: info, parts: map[string]*participant{},
 		admitted: map[string]bool{}, kicked: map[string]bool{}, chat: map[string]*rate.Limiter{}}
 }
 
@@ -74,6 +78,9 @@ type participant struct {
 	pub   Publish
 	hand  bool
 	media MediaParticipant
+	// e2eeKey is the public key sent with join in an end-to-end
+	// encrypted meeting (opaque to the server).
+	e2eeKey string
 
 	// iceRefresh is when to send new ICE credentials (unix ns; 0: never),
 	// set at activation and by the keep-alive loop that sends them.
@@ -84,6 +91,7 @@ type participant struct {
 	abuse       *rate.Limiter // messages refused by limiter
 	malformed   *rate.Limiter
 	denials     *rate.Limiter // audited refusals
+	e2eeKeys    *rate.Limiter // e2ee_key messages
 	suppressed  int           // refusals not audited since the last audited one
 	lastRateErr time.Time
 }
@@ -121,6 +129,7 @@ func newParticipant(h *Hub, c *conn, id Identity) *participant {
 		abuse:     rate.NewLimiter(10, cfg.AbuseBurst),
 		malformed: rate.NewLimiter(rate.Every(6*time.Second), max(cfg.MaxMalformed-1, 0)),
 		denials:   rate.NewLimiter(1, 10),
+		e2eeKeys:  rateLimiter(e2eeKeyRate, e2eeKeyBurst),
 	}
 }
 
@@ -144,7 +153,7 @@ func publishOf(perms []string) Publish {
 }
 
 func (p *participant) arrival(inLobby bool) arrivalView {
-	return arrivalView{ID: p.id, Name: p.name, Role: p.role, Guest: p.ident.Guest, InLobby: inLobby}
+	return arrivalView{ID: p.id, Name: p.name, Role: p.role, Guest: p.ident.Guest, InLobby: inLobby, E2EEPublicKey: p.e2eeKey}
 }
 
 // broadcastLocked queues b for every participant in the meeting for whom
@@ -196,7 +205,7 @@ func (r *room) membersLocked(p *participant, tracks []Track) []memberView {
 			ts = []trackView{}
 		}
 		out = append(out, memberView{ID: q.id, Name: q.name, Role: q.role, Guest: q.ident.Guest,
-			HandRaised: q.hand, InLobby: q.state == stateLobby, Tracks: ts})
+			HandRaised: q.hand, InLobby: q.state == stateLobby, Tracks: ts, E2EEPublicKey: q.e2eeKey})
 	}
 	slices.SortFunc(out, func(a, b memberView) int {
 		if a.InLobby != b.InLobby {
@@ -239,7 +248,7 @@ func (p *participant) activate() {
 	p.scheduleICERefresh(expires)
 	welcome := welcomeMsg{Type: "welcome", ParticipantID: p.id, Role: p.role, Permissions: p.perms,
 		Participants: r.membersLocked(p, r.media.Tracks()), ICEServers: ice,
-		Room: roomView{Name: r.info.Name, Locked: r.locked, Recording: r.recording}}
+		Room: roomView{Name: r.info.Name, Locked: r.locked, Recording: r.recording, E2EE: r.e2ee}}
 	if welcome.ICEServers == nil {
 		welcome.ICEServers = []ICEServer{}
 	}

@@ -14,7 +14,13 @@ func SFUMedia(s *sfu.SFU) Media { return sfuMedia{s} }
 
 type sfuMedia struct{ s *sfu.SFU }
 
-func (m sfuMedia) NewRoom(id string) MediaRoom { return sfuRoom{m.s.NewRoom(id)} }
+func (m sfuMedia) NewRoom(id string, opts RoomOptions) MediaRoom {
+	r := m.s.NewRoom(id)
+	if opts.Codecs != nil {
+		r.RestrictCodecs(opts.Codecs...)
+	}
+	return sfuRoom{r}
+}
 
 type sfuRoom struct{ r *sfu.Room }
 
