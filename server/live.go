@@ -29,6 +29,7 @@ type liveRoomView struct {
 	Name         string                `json:"name"`
 	Locked       bool                  `json:"locked"`
 	Recording    bool                  `json:"recording"`
+	E2EE         bool                  `json:"e2ee"`
 	Permissions  []string              `json:"permissions"`
 	Participants []liveParticipantView `json:"participants"`
 }
@@ -86,7 +87,7 @@ func (s *Server) handleLive(c *fiber.Ctx) error {
 		if !s.rbac.Can(c.UserContext(), who.subject, lr.ID, rbac.ActRoomModerate) {
 			continue
 		}
-		v := liveRoomView{ID: lr.ID, Name: lr.Name, Locked: lr.Locked, Recording: lr.Recording, Participants: []liveParticipantView{},
+		v := liveRoomView{ID: lr.ID, Name: lr.Name, Locked: lr.Locked, Recording: lr.Recording, E2EE: lr.E2EE, Participants: []liveParticipantView{},
 			Permissions: []string{}}
 		for _, p := range s.rbac.Permissions(c.UserContext(), who.subject, lr.ID) {
 			if p == rbac.ActRoomModerate || p == rbac.ActRoomRecord || p == rbac.ActRoomManage {

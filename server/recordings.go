@@ -26,6 +26,7 @@ var (
 	errNoRecording      = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such recording"}
 	errNoTrack          = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such track in this recording"}
 	errRecordingOff     = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "recording is not available on this server"}
+	errRecordingE2EE    = &Error{Status: http.StatusConflict, Code: "e2ee_room", Message: "this room is end-to-end encrypted: the server cannot read its meetings' media, so it cannot record them"}
 	errRecordingNoKey   = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "this server does not hold the key that decrypts recordings"}
 	errRecordingCorrupt = &Error{Status: http.StatusInternalServerError, Code: "integrity", Message: "the recording file failed its integrity check; nothing of it was sent"}
 	errRange            = &Error{Status: http.StatusRequestedRangeNotSatisfiable, Code: "range", Message: "the requested range is not in this file"}
@@ -59,6 +60,11 @@ func (s *Server) handleRoomRecording(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if req.Action == "start" && r.E2EE {
+		// The hub refuses too, for a meeting that started encrypted.
+		s.auditEvent(c, who.actor, "recording.start", "room:"+r.ID, audit.Denied, map[string]any{"reason": "e2ee"})
+		return errRecordingE2EE
+	}
 	if s.hub == nil || s.recordings == nil {
 		return errRecordingOff
 	}
@@ -67,6 +73,8 @@ func (s *Server) handleRoomRecording(c *fiber.Ctx) error {
 	case err == nil:
 	case errors.Is(err, signaling.ErrNoMeeting):
 		return &Error{Status: http.StatusConflict, Code: "no_meeting", Message: "nobody is in this room's meeting: a recording starts while people meet"}
+	case errors.Is(err, signaling.ErrRecordingE2EE):
+		return errRecordingE2EE // audited by the hub
 	case errors.Is(err, signaling.ErrRecordingState):
 		return &Error{Status: http.StatusConflict, Code: "recording_state", Message: "the meeting is already in that recording state"}
 	case errors.Is(err, signaling.ErrRecordingUnavailable):

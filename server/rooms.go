@@ -125,6 +125,8 @@ type roomView struct {
 	// RecordingRetentionDays is the room's own retention of its
 	// recordings; 0: the server's (--recording-retention).
 	RecordingRetentionDays int64 `json:"recording_retention_days"`
+	// E2EE: the room's meetings are end-to-end encrypted.
+	E2EE bool `json:"e2ee"`
 }
 
 func (s *Server) view(c *fiber.Ctx, who *caller, r store.Room) roomView {
@@ -139,7 +141,7 @@ func (s *Server) view(c *fiber.Ctx, who *caller, r store.Room) roomView {
 	}
 	return roomView{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed,
 		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Role: role, Permissions: perms,
-		Recording: s.hub != nil && s.hub.Recording(r.ID), RecordingRetentionDays: r.RecordingRetentionS / 86400}
+		Recording: s.hub != nil && s.hub.Recording(r.ID), RecordingRetentionDays: r.RecordingRetentionS / 86400, E2EE: r.E2EE}
 }
 
 // newRoomID is 96 random bits, URL-safe.
@@ -157,6 +159,7 @@ func (s *Server) handleCreateRoom(c *fiber.Ctx) error {
 		Name          string `json:"name"`
 		Lobby         bool   `json:"lobby"`
 		GuestsAllowed bool   `json:"guests_allowed"`
+		E2EE          bool   `json:"e2ee"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
@@ -170,7 +173,7 @@ func (s *Server) handleCreateRoom(c *fiber.Ctx) error {
 		return errRoomName
 	}
 	now := s.now().UnixMicro()
-	r := store.Room{ID: newRoomID(), Name: name, Lobby: req.Lobby, GuestsAllowed: req.GuestsAllowed,
+	r := store.Room{ID: newRoomID(), Name: name, Lobby: req.Lobby, GuestsAllowed: req.GuestsAllowed, E2EE: req.E2EE,
 		CreatedBy: who.user.User.ID, CreatedUS: now, UpdatedUS: now}
 	if err := s.store.CreateRoom(c.UserContext(), r); err != nil {
 		return err
@@ -179,7 +182,7 @@ func (s *Server) handleCreateRoom(c *fiber.Ctx) error {
 		s.store.DeleteRoom(c.UserContext(), r.ID)
 		return err
 	}
-	s.auditEvent(c, who.actor, "room.create", "room:"+r.ID, audit.Success, map[string]any{"lobby": r.Lobby, "guests_allowed": r.GuestsAllowed})
+	s.auditEvent(c, who.actor, "room.create", "room:"+r.ID, audit.Success, map[string]any{"lobby": r.Lobby, "guests_allowed": r.GuestsAllowed, "e2ee": r.E2EE})
 	return c.Status(http.StatusCreated).JSON(s.view(c, who, r))
 }
 
@@ -243,11 +246,22 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 		GuestsAllowed *bool   `json:"guests_allowed"`
 		// RecordingRetentionDays: 0 (the server's), or 1 to 36500 days.
 		RecordingRetentionDays *int64 `json:"recording_retention_days"`
+		// E2EE changes only while nobody meets in the room.
+		E2EE *bool `json:"e2ee"`
 	}
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
 	changed := map[string]any{}
+	if req.E2EE != nil && *req.E2EE != r.E2EE {
+		if s.hub != nil && s.hub.MeetingInProgress(r.ID) {
+			s.auditEvent(c, who.actor, "room.update", "room:"+r.ID, audit.Failure,
+				map[string]any{"e2ee": *req.E2EE, "reason": "meeting in progress"})
+			return &Error{Status: http.StatusConflict, Code: "meeting_in_progress",
+				Message: "end-to-end encryption is switched between meetings: end the meeting in progress first (nothing was changed)"}
+		}
+		r.E2EE, changed["e2ee"] = *req.E2EE, *req.E2EE
+	}
 	if d := req.RecordingRetentionDays; d != nil {
 		if *d < 0 || *d > 36500 {
 			return &Error{Status: http.StatusBadRequest, Code: "invalid_retention", Message: "recording_retention_days is 0 (the server's retention) or 1 to 36500"}
@@ -272,7 +286,7 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 		return err
 	}
 	if s.hub != nil {
-		s.hub.RoomChanged(signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed})
+		s.hub.RoomChanged(signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed, E2EE: r.E2EE})
 	}
 	s.auditEvent(c, who.actor, "room.update", "room:"+r.ID, audit.Success, changed)
 	return c.JSON(s.view(c, who, r))

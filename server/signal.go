@@ -115,7 +115,7 @@ func (s *Server) signalGate(c *fiber.Ctx, hub *signaling.Hub, origins []string) 
 		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_sockets", Message: what}
 	}
 	c.Locals(localSignal, &signalStart{ticket: ticket, ident: ident,
-		room: signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed}})
+		room: signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed, E2EE: r.E2EE}})
 	if err := c.Next(); err != nil {
 		ticket.Release()
 		return err
