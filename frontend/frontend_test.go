@@ -272,7 +272,7 @@ func TestStableIDs(t *testing.T) {
 			"rooms-list", "rooms-error", "create-room-form", "room-name", "room-lobby", "room-guests",
 			"create-room-submit", "recordings-link", "console-link"},
 		"pages/room-settings.html": {"settings-error", "no-room", "settings-form", "settings-name", "settings-lobby",
-			"settings-guests", "settings-submit", "members-list", "add-member-form", "add-member-username",
+			"settings-guests", "settings-e2ee", "settings-submit", "members-list", "add-member-form", "add-member-username",
 			"add-member-role", "add-member-submit", "invite-form", "invite-role", "invite-expires",
 			"invite-max-uses", "invite-submit", "invite-url", "invite-copy", "invites-list", "delete-room",
 			"delete-room-confirm", "delete-room-cancel"},
@@ -283,7 +283,7 @@ func TestStableIDs(t *testing.T) {
 			"toggle-screen", "raise-hand", "leave", "chat", "chat-messages", "chat-form", "chat-input", "chat-send",
 			"participants", "lock-room", "end-meeting", "end-meeting-confirm", "recording-indicator", "lobby-screen",
 			"lobby-position", "denied-screen", "kicked-screen", "ended-screen", "lost-screen", "reconnect", "left-screen",
-			"toggle-recording"},
+			"toggle-recording", "e2ee-notice", "e2ee-unsupported", "e2ee-indicator", "e2ee-panel", "e2ee-safety-code"},
 		"pages/recordings.html": {"recordings-error", "recordings-status", "recordings-list", "recordings-empty",
 			"recording-detail", "recording-title", "tracks-list", "share-form", "share-username", "share-until",
 			"share-submit", "shares-list", "delete-recording", "delete-confirm", "delete-cancel"},
@@ -383,12 +383,12 @@ func TestModulesFindTheirElements(t *testing.T) {
 // The signaling messages of docs/protocol.md, by direction.
 var (
 	clientMessages = []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "mute", "kick",
-		"admit", "deny", "lock", "end", "layer", "record"}
+		"admit", "deny", "lock", "end", "layer", "record", "e2ee_key"}
 	serverMessages = []string{"welcome", "lobby", "admitted", "denied", "offer", "answer", "candidate",
 		"participant_joined", "participant_left", "track_published", "track_unpublished", "chat", "muted", "kicked",
-		"permissions", "room_state", "hand", "error", "ended"}
-	caseLabel = regexp.MustCompile(`\bcase '([a-z_]+)':`)
-	sendCall  = regexp.MustCompile(`\bsend\('([a-z_]+)'`)
+		"permissions", "room_state", "hand", "error", "ended", "e2ee_key"}
+	caseLabel = regexp.MustCompile(`\bcase '([a-z0-9_]+)':`)
+	sendCall  = regexp.MustCompile(`\bsend\('([a-z0-9_]+)'`)
 )
 
 // TestMeetingSpeaksTheProtocol: the meeting page handles every message the
@@ -396,7 +396,7 @@ var (
 func TestMeetingSpeaksTheProtocol(t *testing.T) {
 	handled := map[string]bool{}
 	sent := map[string]bool{}
-	for _, mod := range []string{"static/js/meeting.js", "static/js/call.js"} {
+	for _, mod := range []string{"static/js/meeting.js", "static/js/call.js", "static/js/e2ee.js"} {
 		src := readFile(t, mod)
 		for _, m := range caseLabel.FindAllStringSubmatch(src, -1) {
 			handled[m[1]] = true
@@ -415,7 +415,7 @@ func TestMeetingSpeaksTheProtocol(t *testing.T) {
 			t.Errorf("the meeting page sends %q, which is no client message of the protocol", typ)
 		}
 	}
-	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "kick", "lock", "end", "record"} {
+	for _, typ := range []string{"join", "offer", "answer", "candidate", "leave", "chat", "raise_hand", "kick", "lock", "end", "record", "e2ee_key"} {
 		if !sent[typ] {
 			t.Errorf("the meeting page never sends %q", typ)
 		}

@@ -56,6 +56,7 @@ const REFRESH_MS = 2500;
  * @property {string} name
  * @property {boolean} locked
  * @property {boolean} recording
+ * @property {boolean} e2ee the meeting is end-to-end encrypted (it cannot be recorded)
  * @property {string[]} permissions the caller's: room.moderate, room.record, room.manage
  * @property {LiveParticipant[]} participants
  */
@@ -161,6 +162,7 @@ function roomOf(v) {
     name: str(v.name) || 'A room',
     locked: v.locked === true,
     recording: v.recording === true,
+    e2ee: v.e2ee === true,
     permissions: strings(v.permissions),
     participants,
   };
@@ -403,13 +405,15 @@ function drawRoom(first) {
     badges.replaceChildren();
     if (room.recording) badges.append(el('span', { className: 'badge status recording', text: 'Recording' }));
     if (room.locked) badges.append(el('span', { className: 'badge warn', text: 'Locked' }));
+    if (room.e2ee) badges.append(el('span', { className: 'badge e2ee', text: 'End-to-end encrypted' }));
+    section.dataset.e2ee = String(room.e2ee);
     const inMeeting = room.participants.filter((p) => !p.inLobby).length;
     const inLobby = room.participants.length - inMeeting;
     count.textContent = `${inMeeting} in the meeting` + (inLobby > 0 ? `, ${inLobby} in the lobby` : '');
     section.dataset.recording = String(room.recording);
     section.dataset.count = String(room.participants.length);
 
-    record.hidden = !room.permissions.includes('room.record');
+    record.hidden = !room.permissions.includes('room.record') || room.e2ee; // never recorded
     record.textContent = room.recording ? 'Stop recording' : 'Start recording';
     record.setAttribute('aria-pressed', String(room.recording));
     record.setAttribute('aria-label', `${room.recording ? 'Stop' : 'Start'} recording the meeting of ${room.name}`);

@@ -25,6 +25,11 @@ function roomItem(room) {
   if (room.role !== '') head.append(el('span', { className: 'badge', text: roleName(room.role) }));
   const facts = [room.lobby ? 'Lobby' : 'No lobby', room.guestsAllowed ? 'guests allowed' : 'no guests'];
   if (room.retentionDays > 0) facts.push(`recordings kept ${room.retentionDays} days`);
+  if (room.e2ee) {
+    facts.unshift('End-to-end encrypted');
+    li.dataset.e2ee = 'true';
+    head.append(el('span', { className: 'badge e2ee', text: 'End-to-end encrypted' }));
+  }
 
   const links = el('div', { className: 'small item-links row-actions' },
     el('a', { text: 'Join the meeting', attrs: { href: `/rooms/${seg(room.id)}` } }));

@@ -15,6 +15,8 @@
 // offer, an answer and the candidates that follow are applied in the order
 // the server sent them.
 
+import { E2EE } from './e2ee.js';
+
 /**
  * @typedef {'camera'|'microphone'|'screen'} Source
  */
@@ -45,10 +47,15 @@ export class Call {
   /**
    * @param {RTCIceServer[]} iceServers from welcome.ice_servers
    * @param {CallHooks} hooks
+   * @param {E2EE|null} [e2ee] in an end-to-end encrypted meeting: every
+   *   frame sent and received goes through its Worker
    */
-  constructor(iceServers, hooks) {
+  constructor(iceServers, hooks, e2ee = null) {
     this.hooks = hooks;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.e2ee = e2ee;
+    this.pc = new RTCPeerConnection(/** @type {RTCConfiguration} */ ({
+      iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', ...(e2ee ? e2ee.pcConfig() : {}),
+    }));
     /** @type {Map<string, Source>} source of each local track, by track id */
     this.sources = new Map();
     /** @type {Promise<void>} */
@@ -108,7 +115,32 @@ export class Call {
     /** @type {RTCRtpTransceiverInit} */
     const init = { direction: 'sendonly', streams: [stream] };
     if (source === 'camera') init.sendEncodings = SIMULCAST;
-    return this.pc.addTransceiver(track, init).sender;
+    const transceiver = this.pc.addTransceiver(track, init);
+    this.encrypt(transceiver);
+    return transceiver.sender;
+  }
+
+  /**
+   * In an end-to-end encrypted meeting, puts a transceiver's sender and
+   * receiver through the encryption Worker and limits its codecs, before
+   * it is negotiated.
+   * @param {RTCRtpTransceiver} transceiver
+   */
+  encrypt(transceiver) {
+    const e2ee = this.e2ee;
+    if (!e2ee) return;
+    const kind = transceiver.receiver.track.kind === 'audio' ? 'audio' : 'video';
+    e2ee.attachSender(transceiver.sender, kind);
+    e2ee.attachReceiver(transceiver.receiver, kind);
+    E2EE.preferCodecs(transceiver, kind);
+  }
+
+  /** Every transceiver the server added gets the Worker too. */
+  encryptAll() {
+    if (!this.e2ee) return;
+    for (const t of this.pc.getTransceivers()) {
+      if (t.currentDirection !== 'stopped') this.encrypt(t);
+    }
   }
 
   /**
@@ -150,8 +182,8 @@ export class Call {
    */
   start() {
     if (this.localTracks().length === 0) {
-      this.pc.addTransceiver('audio', { direction: 'recvonly' });
-      this.pc.addTransceiver('video', { direction: 'recvonly' });
+      this.encrypt(this.pc.addTransceiver('audio', { direction: 'recvonly' }));
+      this.encrypt(this.pc.addTransceiver('video', { direction: 'recvonly' }));
     }
     this.started = true;
     return this.enqueue(() => this.offer());
@@ -193,6 +225,7 @@ export class Call {
     return this.enqueue(async () => {
       if (this.pc.signalingState !== 'have-local-offer') return; // stale
       await this.pc.setRemoteDescription({ type: 'answer', sdp });
+      this.encryptAll();
       this.offering = false;
       this.hooks.onRemoteChange();
       await this.flushCandidates();
@@ -211,6 +244,7 @@ export class Call {
         return;
       }
       await this.pc.setRemoteDescription({ type: 'offer', sdp });
+      this.encryptAll(); // before the answer: nothing reaches a decoder untransformed
       this.hooks.onRemoteChange();
       await this.flushCandidates();
       const answer = await this.pc.createAnswer();
@@ -324,7 +358,7 @@ export class Call {
       if (t.mid === null || t.currentDirection === 'stopped') continue;
       const s = sections.get(t.mid);
       if (!s || !s.sending || s.trackId === '') continue;
-      out.push({ mid: t.mid, track: t.receiver.track, trackId: s.trackId, streamId: s.streamId });
+      out.push({ mid: t.mid, track: t.receiver.track, receiver: t.receiver, trackId: s.trackId, streamId: s.streamId });
     }
     return out;
   }
@@ -363,6 +397,7 @@ export class Call {
  * @typedef {Object} Received
  * @property {string} mid
  * @property {MediaStreamTrack} track the receiving track in this browser
+ * @property {RTCRtpReceiver} receiver
  * @property {string} trackId the publisher's track id (a=msid)
  * @property {string} streamId the publisher's stream id (a=msid)
  */

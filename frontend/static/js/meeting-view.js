@@ -14,6 +14,8 @@ import { el } from './ui.js';
  * @property {boolean} handRaised
  * @property {boolean} inLobby
  * @property {boolean} self
+ * @property {boolean} [cannotDecrypt] in an end-to-end encrypted meeting:
+ *   this page cannot decrypt what they send (their video is hidden)
  */
 
 /**
@@ -69,10 +71,11 @@ export class Grid {
       const name = el('span', { className: 'tile-name' });
       const hand = el('span', { className: 'tile-hand', text: 'Hand raised', hidden: true });
       const muted = el('span', { className: 'tile-muted', hidden: true });
+      const e2ee = el('span', { className: 'tile-e2ee', text: 'Cannot decrypt', hidden: true });
       tile = el('div', {
         className: p.self ? 'tile self' : 'tile',
         attrs: { 'data-participant-id': p.id, role: 'group' },
-      }, media, el('div', { className: 'tile-label' }, name, hand, muted));
+      }, media, el('div', { className: 'tile-label' }, name, hand, muted, e2ee));
       if (p.self) this.root.prepend(tile);
       else this.root.append(tile);
     }
@@ -92,6 +95,11 @@ export class Grid {
     const hand = /** @type {HTMLElement} */ (tile.querySelector('.tile-hand'));
     hand.hidden = !p.handRaised;
     tile.classList.toggle('hand', p.handRaised);
+    // Frames that do not decrypt are dropped; what the video last showed
+    // is hidden too, so that nothing stale passes for the person.
+    const e2ee = /** @type {HTMLElement} */ (tile.querySelector('.tile-e2ee'));
+    e2ee.hidden = p.cannotDecrypt !== true;
+    tile.classList.toggle('undecryptable', p.cannotDecrypt === true);
   }
 
   /** @param {string} id */
@@ -234,6 +242,8 @@ export class ParticipantList {
     if (p.role !== '') head.append(el('span', { className: 'badge', text: roleName(p.role) }));
     if (p.inLobby) head.append(el('span', { className: 'badge off', text: 'In the lobby' }));
     if (p.handRaised) head.append(el('span', { className: 'badge hand', text: 'Hand raised' }));
+    if (p.cannotDecrypt) head.append(el('span', { className: 'badge warn e2ee-failed', text: 'Cannot decrypt' }));
+    li.dataset.e2ee = p.cannotDecrypt ? 'failed' : '';
     li.replaceChildren(head);
     if (this.moderate && !p.self) {
       const controls = el('div', { className: 'participant-actions' });

@@ -8,6 +8,7 @@
 
 import { ApiError, apiGet, seg, setCsrfToken } from './api.js';
 import { Call } from './call.js';
+import { E2EE, e2eeSupport } from './e2ee.js';
 import {
   Chat, Grid, ParticipantList, participantId, person,
 } from './meeting-view.js';
@@ -27,6 +28,8 @@ const noRoom = byId('no-room');
 const prejoin = byId('prejoin');
 const prejoinTitle = byId('prejoin-title');
 const recordingNotice = byId('recording-notice');
+const e2eeNotice = byId('e2ee-notice');
+const e2eeUnsupported = byId('e2ee-unsupported');
 const prejoinMedia = byId('prejoin-media');
 const preview = /** @type {HTMLVideoElement} */ (byId('preview'));
 const previewStatus = byId('preview-status');
@@ -59,6 +62,9 @@ const rejoinLink = byId('rejoin-link');
 const meetingTitle = byId('meeting-title');
 const recordingIndicator = byId('recording-indicator');
 const lockedIndicator = byId('locked-indicator');
+const e2eeIndicator = byId('e2ee-indicator');
+const e2eePanel = byId('e2ee-panel');
+const e2eeCode = byId('e2ee-safety-code');
 const meetingStatus = byId('meeting-status');
 const toggleMic = /** @type {HTMLButtonElement} */ (byId('toggle-mic'));
 const toggleCamera = /** @type {HTMLButtonElement} */ (byId('toggle-camera'));
@@ -91,6 +97,11 @@ const SPEAKER_EVERY_MS = 500;
 /** Below this audio level (0..1) nobody is speaking. */
 const SPEAKING_LEVEL = 0.03;
 /**
+ * How long a sender's frames may arrive before its key (someone who just
+ * joined, a new key on its way) before the page says it cannot decrypt them.
+ */
+const KEY_WAIT_MS = 3000;
+/**
  * How long the record button waits for the server's answer before it can
  * be pressed again (the server gives the recorder 15 s to start or stop).
  */
@@ -113,6 +124,7 @@ const RECORD_TIMEOUT_MS = 20000;
  * @property {string} mid its transceiver's mid
  * @property {string} msid the publisher's track id, from the m-section's a=msid
  * @property {string} streamId the publisher's stream id, from a=msid
+ * @property {RTCRtpReceiver} receiver
  * @property {string} trackId the published track it shows ('' until shown)
  * @property {string} participant whose it is ('' until shown)
  */
@@ -162,6 +174,14 @@ const state = {
   speakerTimer: null,
   /** @type {Map<string, number>} last max_width asked for, by track id */
   layers: new Map(),
+  /** The room is end-to-end encrypted (the room view, before joining). */
+  roomE2EE: false,
+  /** @type {E2EE|null} the end-to-end encryption of this connection */
+  e2ee: null,
+  /** The meeting is end-to-end encrypted (the welcome). */
+  encrypted: false,
+  /** @type {Map<string, {state: string, since: number}>} decryption of each sender's frames */
+  decrypt: new Map(),
 };
 
 /** @param {string} action */
@@ -249,6 +269,15 @@ async function start() {
   prejoinTitle.textContent = room.name;
   meetingTitle.textContent = room.name;
   recordingNotice.hidden = !(res.room.recording === true);
+  state.roomE2EE = room.e2ee;
+  e2eeNotice.hidden = !room.e2ee;
+  if (room.e2ee && e2eeSupport().mode === '') {
+    // Fail closed: no way in without encrypting.
+    e2eeUnsupported.textContent = `You cannot join this meeting from this browser: it is end-to-end encrypted, and ${e2eeSupport().why}. ` +
+      'Use a current version of Chrome, Edge, Firefox or Safari.';
+    e2eeUnsupported.hidden = false;
+    joinButton.disabled = true;
+  }
   rejoinLink.setAttribute('href', `/rooms/${seg(roomId)}`);
 
   const guestName = res.guest && typeof res.guest.display_name === 'string' ? res.guest.display_name : '';
@@ -271,7 +300,10 @@ async function start() {
   }
 
   show('prejoin');
-  if (state.restPermissions.has('room.publish')) {
+  if (state.roomE2EE && e2eeSupport().mode === '') {
+    prejoinMedia.hidden = true;
+    deviceFields.hidden = true;
+  } else if (state.restPermissions.has('room.publish')) {
     await openDevices();
   } else {
     prejoinMedia.hidden = true;
@@ -390,7 +422,11 @@ function connect() {
   /** @type {Signal} */
   const signal = new Signal(signalURL(roomId), {
     onOpen: () => {
-      signal.send('join', { display_name: state.displayName });
+      if (!state.roomE2EE) {
+        signal.send('join', { display_name: state.displayName });
+        return;
+      }
+      void joinEncrypted(signal);
     },
     onMessage: (msg) => {
       if (state.signal === signal) handle(msg);
@@ -408,6 +444,75 @@ function connect() {
       void socketLost(null, false);
     }
   }, JOIN_TIMEOUT_MS);
+}
+
+/**
+ * Joins an end-to-end encrypted meeting: a fresh key pair for this
+ * connection, whose public key goes with join.
+ * @param {Signal} signal
+ */
+async function joinEncrypted(signal) {
+  const mode = e2eeSupport().mode;
+  if (mode === '') return;
+  closeE2EE();
+  /** @type {E2EE} */
+  let e;
+  try {
+    e = await E2EE.create(mode, {
+      send: (type, fields) => send(type, fields),
+      onState: decryptState,
+      onSafetyCode: (code) => {
+        e2eeCode.textContent = code;
+      },
+    });
+  } catch (err) {
+    console.warn('parley: end-to-end encryption could not start:', err instanceof Error ? err.name : 'error');
+    showMeetingError('This browser could not start the end-to-end encryption this meeting needs.');
+    leave();
+    return;
+  }
+  if (state.signal !== signal) {
+    e.close();
+    return;
+  }
+  state.e2ee = e;
+  signal.send('join', { display_name: state.displayName, e2ee_public_key: e.publicKey });
+}
+
+/** Ends this connection's end-to-end encryption. */
+function closeE2EE() {
+  if (state.e2ee) state.e2ee.close();
+  state.e2ee = null;
+  state.decrypt.clear();
+  e2eeCode.textContent = '';
+}
+
+/**
+ * How decrypting a sender's frames goes (from the Worker).
+ * @param {string} participant
+ * @param {'ok'|'nokey'|'failed'} s
+ */
+function decryptState(participant, s) {
+  if (participant === state.selfId) {
+    showMeetingError('End-to-end encryption stopped working on this page: leave the meeting and join again.');
+    return;
+  }
+  state.decrypt.set(participant, { state: s, since: Date.now() });
+  drawDecrypt();
+}
+
+/** Marks the people whose frames this page cannot decrypt. */
+function drawDecrypt() {
+  const now = Date.now();
+  for (const p of state.people.values()) {
+    if (p.self) continue;
+    const d = state.decrypt.get(p.id);
+    const cannot = d !== undefined && (d.state === 'failed' || (d.state === 'nokey' && now - d.since >= KEY_WAIT_MS));
+    if ((p.cannotDecrypt === true) !== cannot) {
+      p.cannotDecrypt = cannot;
+      drawPerson(p);
+    }
+  }
 }
 
 /**
@@ -483,6 +588,7 @@ function tearDown(stopMedia) {
   state.signal = null;
   if (state.call) state.call.close();
   state.call = null;
+  closeE2EE();
   state.people.clear();
   state.published.clear();
   state.remote.clear();
@@ -564,6 +670,9 @@ function handle(msg) {
       if (state.call && Array.isArray(msg.ice_servers)) state.call.setIceServers(msg.ice_servers.filter(validIceServer));
       break;
     case 'participant_joined': joined(msg.participant); break;
+    case 'e2ee_key':
+      if (state.e2ee && typeof msg.from === 'string' && typeof msg.key === 'string') void state.e2ee.received(msg.from, msg.key);
+      break;
     case 'participant_left': left(participantId(msg.participant)); break;
     case 'track_published': trackPublished(msg); break;
     case 'track_unpublished': trackUnpublished(String(msg.track_id ?? '')); break;
@@ -609,6 +718,17 @@ function welcome(msg) {
   }
   if (!can('room.screen')) stopScreen(false);
 
+  const encrypted = room.e2ee === true;
+  state.encrypted = encrypted;
+  if (!encrypted) closeE2EE(); // (the room's setting changed since the page loaded)
+  if (encrypted && !state.e2ee) {
+    showMeetingError('This meeting is end-to-end encrypted and this page did not start its encryption. Reload the page.');
+    leave();
+    return;
+  }
+  e2eeIndicator.hidden = !encrypted;
+  e2eePanel.hidden = !encrypted;
+  if (!encrypted && state.roomE2EE) status('This meeting is not end-to-end encrypted: its room’s setting was changed.');
   const iceServers = Array.isArray(msg.ice_servers) ? msg.ice_servers.filter(validIceServer) : [];
   if (state.call) state.call.close();
   const call = new Call(iceServers, {
@@ -622,7 +742,7 @@ function welcome(msg) {
       console.warn('parley: a step of the media connection failed:', err);
       showMeetingError('The media connection ran into a problem. If others stay frozen, leave and join again.');
     },
-  });
+  }, encrypted ? state.e2ee : null);
   state.call = call;
   if (state.local) {
     for (const t of state.local.getTracks()) {
@@ -662,6 +782,16 @@ function welcome(msg) {
       }
     }
   }
+  if (encrypted && state.e2ee) {
+    /** @type {{id: string, publicKey: string}[]} */
+    const others = [];
+    for (const v of Array.isArray(msg.participants) ? msg.participants : []) {
+      if (v && typeof v === 'object' && v.in_lobby !== true && typeof v.id === 'string' && typeof v.e2ee_public_key === 'string') {
+        others.push({ id: v.id, publicKey: v.e2ee_public_key });
+      }
+    }
+    void state.e2ee.start(state.selfId, others);
+  }
   drawControls();
   for (const p of state.people.values()) drawPerson(p);
   drawLocal();
@@ -692,6 +822,10 @@ function joined(v) {
   if (before) p.handRaised = p.handRaised || before.handRaised;
   state.people.set(p.id, p);
   drawPerson(p);
+  if (state.e2ee && !p.inLobby) {
+    const key = v && typeof v === 'object' ? /** @type {any} */ (v).e2ee_public_key : undefined;
+    void state.e2ee.joined(p.id, typeof key === 'string' ? key : '');
+  }
   if (!before) chat.note(p.inLobby ? `${p.name} is waiting in the lobby.` : `${p.name} joined.`);
   else if (before.inLobby && !p.inLobby) chat.note(`${p.name} joined.`);
   // Tracks that arrived before the person did.
@@ -703,6 +837,8 @@ function left(id) {
   if (id === '' || id === state.selfId) return;
   const p = state.people.get(id);
   state.people.delete(id);
+  if (state.e2ee) void state.e2ee.left(id); // a new key for those who stay
+  state.decrypt.delete(id);
   grid.remove(id);
   list.remove(id);
   for (const [trackId, pub] of state.published) if (pub.participant === id) state.published.delete(trackId);
@@ -730,6 +866,7 @@ function publish(trackId, participant, kind, source) {
   for (const r of state.remote.values()) {
     if (r.msid === trackId) resolveRemote(r);
   }
+  routeE2EE();
 }
 
 /** @param {Record<string, any>} msg */
@@ -767,7 +904,7 @@ function syncRemote() {
       r = undefined;
     }
     if (!r) {
-      r = { track: rx.track, mid: rx.mid, msid: rx.trackId, streamId: rx.streamId, trackId: '', participant: '' };
+      r = { track: rx.track, receiver: rx.receiver, mid: rx.mid, msid: rx.trackId, streamId: rx.streamId, trackId: '', participant: '' };
       state.remote.set(rx.mid, r);
     }
     if (r.msid !== rx.trackId) {
@@ -783,6 +920,22 @@ function syncRemote() {
       state.remote.delete(mid);
     }
   }
+  routeE2EE();
+}
+
+/**
+ * Tells the encryption Worker whose frames each receiver carries: the
+ * publisher the m-section's a=msid names (known from track_published).
+ */
+function routeE2EE() {
+  if (!state.e2ee) return;
+  /** @type {Map<RTCRtpReceiver, string>} */
+  const owners = new Map();
+  for (const r of state.remote.values()) {
+    const pub = state.published.get(r.msid);
+    if (pub) owners.set(r.receiver, pub.participant);
+  }
+  state.e2ee.route(owners);
 }
 
 /**
@@ -855,6 +1008,7 @@ function drawLocal() {
 async function activeSpeaker() {
   const call = state.call;
   if (!call || state.phase !== 'meeting') return;
+  if (state.e2ee) drawDecrypt();
   /** @type {Map<string, number>} */
   let levels;
   try {
@@ -898,7 +1052,7 @@ function drawControls() {
   raiseHand.textContent = state.handRaised ? 'Lower hand' : 'Raise hand';
   raiseHand.setAttribute('aria-pressed', state.handRaised ? 'true' : 'false');
   const mod = can('room.moderate');
-  const record = can('room.record');
+  const record = can('room.record') && !state.encrypted; // never recorded
   moderation.hidden = !mod && !record;
   lockRoom.hidden = !mod;
   endMeeting.hidden = !mod;
@@ -1161,8 +1315,13 @@ function hand(id, raised) {
 function serverError(msg) {
   const code = typeof msg.code === 'string' ? msg.code : 'error';
   const message = typeof msg.message === 'string' && msg.message !== '' ? msg.message : 'Parley refused that.';
-  showMeetingError(message, code);
   const request = typeof msg.request === 'string' ? msg.request : '';
+  if (request === 'e2ee_key' && code === 'no_such_participant') return; // they left while our key was on its way
+  if (code === 'e2ee_required') {
+    showMeetingError('This meeting has just become end-to-end encrypted. Reload the page to join it.', code);
+    return;
+  }
+  showMeetingError(message, code);
   if (request === 'record') {
     recordSettled();
     drawControls();

@@ -27,6 +27,7 @@ const settingsName = inputById('settings-name');
 const settingsLobby = inputById('settings-lobby');
 const settingsGuests = inputById('settings-guests');
 const settingsRetention = inputById('settings-retention');
+const settingsE2EE = inputById('settings-e2ee');
 const settingsStatus = byId('settings-status');
 
 const membersBody = /** @type {HTMLTableElement} */ (byId('members-list')).tBodies[0];
@@ -145,6 +146,7 @@ function fillSettings(r) {
   settingsLobby.checked = r.lobby;
   settingsGuests.checked = r.guestsAllowed;
   settingsRetention.value = String(r.retentionDays);
+  settingsE2EE.checked = r.e2ee;
   document.title = `${r.name} · Room settings · Parley`;
 }
 
@@ -208,6 +210,7 @@ settingsForm.addEventListener('submit', async (ev) => {
       lobby: settingsLobby.checked,
       guests_allowed: settingsGuests.checked,
       recording_retention_days: retention,
+      e2ee: settingsE2EE.checked,
     }));
     if (r !== null) {
       room = r;
@@ -215,6 +218,12 @@ settingsForm.addEventListener('submit', async (ev) => {
     }
     settingsStatus.textContent = 'Saved the settings.';
   } catch (err) {
+    if (err instanceof ApiError && err.code === 'meeting_in_progress') {
+      showError(errorEl, 'People are meeting in this room now: end-to-end encryption can be switched only between meetings. Nothing was saved.');
+      settingsE2EE.checked = room.e2ee;
+      settingsE2EE.focus();
+      return;
+    }
     if (!(await handle(err))) settingsName.focus();
   } finally {
     saving = false;

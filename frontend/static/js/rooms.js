@@ -47,6 +47,7 @@ export function roleName(role) {
  * @property {boolean} lobby
  * @property {boolean} guestsAllowed
  * @property {number} retentionDays the room's own retention of recordings; 0: the server's
+ * @property {boolean} e2ee the room's meetings are end-to-end encrypted
  * @property {string} role the caller's role in the room, '' when none
  * @property {string[]} permissions actions such as "room.join", "room.manage"
  */
@@ -64,6 +65,7 @@ export function roomView(v) {
     lobby: v.lobby === true,
     guestsAllowed: v.guests_allowed === true,
     retentionDays: Number.isInteger(v.recording_retention_days) && v.recording_retention_days > 0 ? v.recording_retention_days : 0,
+    e2ee: v.e2ee === true,
     role: typeof v.role === 'string' ? v.role : '',
     permissions: Array.isArray(v.permissions) ? v.permissions.filter((/** @type {unknown} */ p) => typeof p === 'string') : [],
   };
