@@ -232,7 +232,7 @@ const ops = new Map(Object.entries({
       const data = await decryptFrame(k.key, m.data, clearBytes(m.kind, m.type));
       self.postMessage({ op: 'decrypted', req: m.req, data }, { transfer: [data] });
     } catch (err) {
-      self.postMessage({ op: 'decrypted', req: m.req, error: err instanceof Error ? err.message : 'failed' });
+      self.postMessage({ op: 'decrypted', req: m.req, error: err instanceof Error && err.message !== '' ? err.message : 'it does not decrypt' });
     }
   },
   /** The key ids in use (for the page's tests). */

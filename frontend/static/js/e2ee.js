@@ -536,7 +536,7 @@ export const testHooks = Object.freeze({
     if (!current) throw new Error('no end-to-end encrypted meeting');
     const data = unb64url(frame).buffer;
     const r = await current.ask({ op: 'decrypt', participant, data, kind, type }, [data]);
-    if (r.error) throw new Error(r.error);
+    if (!(r.data instanceof ArrayBuffer)) throw new Error(typeof r.error === 'string' && r.error !== '' ? r.error : 'it does not decrypt');
     return b64url(new Uint8Array(r.data));
   },
 });
