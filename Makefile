@@ -46,13 +46,17 @@ unit:
 E2E_TEST := bin/e2e.test
 TURN_TEST := bin/turn.test
 LOAD_TEST := bin/load.test
+## The end-to-end encryption test also needs a test build of parley whose
+## media tap writes what the SFU forwards (cmd/parley/e2etap.go).
+TAP_BIN := bin/parley-e2etap
 e2e: build
+	$(GO) build -trimpath -tags parley_e2etap -o $(TAP_BIN) ./cmd/parley
 	$(GO) test -c -race -o $(E2E_TEST) ./e2e
 	$(GO) test -c -race -o $(TURN_TEST) ./turn
 	$(GO) test -c -o $(LOAD_TEST) ./cmd/parley-load
 	cd turn && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.count=1 -test.timeout 5m' "$(CURDIR)/$(TURN_TEST)"
-	cd e2e && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
-		"$(CURDIR)/$(E2E_TEST)" "$(CURDIR)/$(BIN)"
+	cd e2e && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 8m -parley-bin="$$1" -parley-tap-bin="$$2"' \
+		"$(CURDIR)/$(E2E_TEST)" "$(CURDIR)/$(BIN)" "$(CURDIR)/$(TAP_BIN)"
 	cd cmd/parley-load && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
 		"$(CURDIR)/$(LOAD_TEST)" "$(CURDIR)/$(BIN)"
 

@@ -142,9 +142,11 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	// The hub first (no more credentials are handed out), then TURN (its
 	// allocations end and its last events reach the audit log), then the
 	// media plane.
+	stopTap := startTestTap(cfg, media, log) // a test build's media tap (e2etap.go); nothing otherwise
 	var stopOnce sync.Once
 	stopMeetings := func() {
 		stopOnce.Do(func() {
+			stopTap()
 			hub.Close() // stops the recordings of the meetings in progress
 			if recs != nil {
 				if err := recs.Close(); err != nil {
