@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -88,7 +90,8 @@ func vp8Key(f []byte) bool {
 // frame with one bit flipped, or opened with a wrong key, does not decrypt.
 // Recording is refused. A page whose key for a sender was replaced with a
 // wrong one decodes no more of that sender's frames and says it cannot
-// decrypt them. A third person joins (everyone's codes agree again, the
+// decrypt them. A browser without encoded transforms may not join, and is
+// told why. A third person joins (everyone's codes agree again, the
 // senders' keys ratchet) and leaves: the others' sender key ids change to
 // a new generation, and the page that could not decrypt decodes again with
 // the new key.
@@ -281,6 +284,31 @@ func TestE2EE(t *testing.T) {
 	// ---- A third person joins: codes agree again; keys ratchet. ----
 	third := browserPage(ctx, t, chromium)
 	signInFirstTime(ctx, third, srv, thirdAcct)
+	// First as a browser without encoded transforms: it may not join, and
+	// is told why.
+	var hide cdppage.ScriptIdentifier
+	third.do("third: hide the encoded-transform APIs", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		res, err := cdp.Call(ctx, tg, cdppage.AddScriptToEvaluateOnNewDocument,
+			cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: `delete window.RTCRtpScriptTransform; delete RTCRtpSender.prototype.createEncodedStreams;`})
+		if err == nil {
+			hide = res.Identifier
+		}
+		return err
+	}))
+	third.do("third: open the meeting without encoded transforms",
+		chromedp.Navigate(srv.publicURL+"/rooms/"+roomID), chromedp.WaitVisible(chromedp.ID("e2ee-unsupported")))
+	refusal := eval[map[string]any](third, "third: read the refusal", `({
+		text: document.getElementById('e2ee-unsupported').textContent,
+		disabled: document.getElementById('join-button').disabled,
+	})`)
+	if refusal["disabled"] != true || !strings.Contains(refusal["text"].(string), "cannot join") || !strings.Contains(refusal["text"].(string), "encoded transforms") {
+		t.Errorf("a browser without encoded transforms sees %v", refusal)
+	}
+	third.do("third: show the APIs again", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, cdppage.RemoveScriptToEvaluateOnNewDocument,
+			cdppage.RemoveScriptToEvaluateOnNewDocumentParams{Identifier: hide})
+		return err
+	}))
 	installRecorder(third)
 	third.do("third: open the meeting", chromedp.Navigate(srv.publicURL+"/rooms/"+roomID))
 	joinMeeting(third, "third", thirdAcct.displayName, true)
