@@ -58,6 +58,7 @@ type SFU struct {
 	api    *webrtc.API
 	policy remotePolicy
 
+	batch   *sendBatcher // the media sockets' batched sends (batch.go)
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
 	udpAddr *net.UDPAddr
@@ -147,9 +148,15 @@ func New(cfg Config) (*SFU, error) {
 		netTypes = append(netTypes, webrtc.NetworkTypeUDP6)
 	}
 
-	// One UDP port for all media.
+	// One UDP port for all media, on batching sockets (batch.go).
+	s.batch = &sendBatcher{}
 	if ip.IsUnspecified() {
+		bn, err := newBatchNet(s.batch)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: interfaces: %w", err)
+		}
 		opts := []ice.UDPMuxFromPortOption{
+			ice.UDPMuxFromPortWithNet(bn),
 			ice.UDPMuxFromPortWithInterfaceFilter(ifaceOK),
 			ice.UDPMuxFromPortWithIPFilter(ipOK),
 			ice.UDPMuxFromPortWithNetworks(udpNets...),
@@ -172,7 +179,7 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: UDP port %d: %w", cfg.UDPPort, err)
 		}
 		s.udpAddr = conn.LocalAddr().(*net.UDPAddr)
-		s.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), conn)
+		s.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), s.batch.wrap(conn))
 	}
 
 	// ICE-TCP on one port.
