@@ -3,22 +3,19 @@ package sfu
 import (
 	"sync"
 	"time"
-
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
-	"github.com/pion/logging"
 )
 
 // Bandwidth toward subscribers.
 //
-// Every subscriber's PeerConnection runs Pion's Google Congestion Control
-// (interceptor/pkg/gcc, send side): our outgoing packets carry transport-wide
-// sequence numbers, the browser returns transport-cc feedback, and GCC turns
-// it into a target bitrate for the whole connection. A simulcast
+// Every subscriber's PeerConnection runs a send-side congestion controller
+// in the manner of Google Congestion Control (twcc.go): our outgoing packets
+// carry transport-wide sequence numbers, the browser returns transport-cc
+// feedback, and the estimator turns it into a target bitrate for the whole
+// connection. A simulcast
 // subscription then gets the widest layer that fits both the width the
 // subscriber asked for and its share of that estimate.
 //
-// GCC never lets its estimate rise above 1.5 times what it sees arrive, so a
+// The estimate never rises above 1.5 times the rate seen to arrive, so a
 // subscriber held on a low layer would never earn a higher one by estimate
 // alone (real SFUs probe with padding; we do not pad). Instead each
 // subscription keeps a bitrate cap: when the estimate (or the receiver's
@@ -43,34 +40,13 @@ const (
 	probeAfterMax = 64 * time.Second
 )
 
-// newBWEFactory is the interceptor that gives every PeerConnection a GCC
-// estimator. created is called, synchronously inside NewPeerConnection,
-// with the new connection's estimator.
-func newBWEFactory(logs logging.LoggerFactory, created func(cc.BandwidthEstimator)) (*cc.InterceptorFactory, error) {
-	f, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(bweInitial),
-			gcc.SendSideBWEMinBitrate(bweMin),
-			gcc.SendSideBWEMaxBitrate(bweMax),
-			// No pacing: forwarded packets go out as they arrive.
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-			gcc.WithLoggerFactory(logs),
-		)
-	})
-	if err != nil {
-		return nil, err
-	}
-	f.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { created(e) })
-	return f, nil
-}
-
 // videoBudget is this subscriber's estimate share for one video
 // subscription, in bit/s; 0 when there is no estimate.
 func (p *Participant) videoBudget() int64 {
-	if p == nil || p.bwe == nil { // a tap has no connection to estimate
+	if p == nil { // a tap has no connection to estimate
 		return 0
 	}
-	target := int64(p.bwe.GetTargetBitrate())
+	target := p.cong.target.Load()
 	if target <= 0 {
 		return 0
 	}

@@ -18,8 +18,9 @@
 //     rewritten so a subscriber sees one continuous stream.
 //   - Simulcast: a subscriber gets the widest layer (rid) that fits both
 //     the width it asks for (RequestLayer) and its share of the bandwidth
-//     estimate toward it (bwe.go: Pion's send-side GCC on the subscriber's
-//     transport-cc feedback, receiver-report loss for clients without it,
+//     estimate toward it (bwe.go, twcc.go: a GCC-style send-side estimator
+//     on the subscriber's transport-cc feedback, numbered in the forwarding
+//     path; receiver-report loss for clients without it,
 //     and a cap lifted one layer at a time after quiet periods); switches
 //     wait for a keyframe on the target layer, which is requested (PLI)
 //     when the choice changes.
@@ -115,7 +116,7 @@
 //
 // # Not done yet
 //
-// REMB values are parsed and reported, not used (GCC on transport-cc is).
+// REMB values are parsed and reported, not used (transport-cc feedback is).
 // The SFU does not send padding to probe for bandwidth; the cap is lifted
 // by trying the next layer. VP8 picture ids and temporal layers are not
 // rewritten across layer switches (switches happen at keyframes, which

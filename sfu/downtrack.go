@@ -7,7 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -57,8 +59,10 @@ type downTrack struct {
 	epochs    [4]epoch
 	ei        int // newest epoch
 	nepochs   int
+	tccID     uint8 // negotiated id of the transport-cc header extension; 0: none
+	tccBuf    [2]byte
 	hdr       rtp.Header // outgoing header, reused
-	ext       [4]rtp.Extension
+	ext       [1]rtp.Extension
 	rtxHdr    rtp.Header // header of a retransmitted packet, reused
 	rtxExt    [16]rtp.Extension
 	rtxBuf    [maxPacketSize]byte
@@ -105,6 +109,12 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	codec, ok := matchCodec(d.track.codec, codecs)
 	d.mu.Lock()
 	d.ssrc = uint32(ctx.SSRC())
+	d.tccID = 0
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 15 {
+			d.tccID = uint8(e.ID)
+		}
+	}
 	d.current, d.nepochs = -1, 0
 	d.started = d.resumed
 	d.curLayer.Store(-1)
@@ -216,7 +226,7 @@ func (d *downTrack) forward(l *layer, h *rtp.Header, payload []byte, pad byte, k
 	if int16(out-d.lastSeq) > 0 {
 		d.lastSeq, d.lastTS, d.lastWrite = out, ts, now
 	}
-	d.write(h, out, ts, payload, pad)
+	d.write(h, out, ts, payload, pad, now)
 	d.mu.Unlock()
 }
 
@@ -248,8 +258,9 @@ func (d *downTrack) switchTo(l *layer, h *rtp.Header, now int64) {
 	d.curLayer.Store(int32(l.index))
 }
 
-// write sends one packet with the rewritten header. d.mu is held.
-func (d *downTrack) write(h *rtp.Header, seq uint16, ts uint32, payload []byte, pad byte) {
+// write sends one packet with the rewritten header, sent at now. d.mu is
+// held.
+func (d *downTrack) write(h *rtp.Header, seq uint16, ts uint32, payload []byte, pad byte, now int64) {
 	o := &d.hdr
 	o.Version = 2
 	o.Padding, o.PaddingSize = pad > 0, pad
@@ -258,8 +269,15 @@ func (d *downTrack) write(h *rtp.Header, seq uint16, ts uint32, payload []byte, 
 	o.SequenceNumber, o.Timestamp, o.SSRC = seq, ts, d.ssrc
 	o.CSRC = h.CSRC
 	// The publisher's header extensions carry its own ids (mid, rid,
-	// transport-cc...): drop them; Pion's interceptors add ours.
+	// transport-cc...): dropped. Ours: the transport-wide sequence number
+	// toward this subscriber (twcc.go).
 	o.Extension, o.ExtensionProfile, o.Extensions = false, 0, d.ext[:0]
+	if d.tccID != 0 && d.sub != nil {
+		// Size on the wire: header with extension, payload, SRTP tag.
+		n := d.sub.cong.sent(now, 12+4*len(o.CSRC)+8+len(payload)+int(pad)+16)
+		d.tccBuf[0], d.tccBuf[1] = byte(n>>8), byte(n)
+		_ = o.SetExtension(d.tccID, d.tccBuf[:]) // one-byte profile; d.ext has room: no allocation
+	}
 	if _, err := d.writer.WriteRTP(o, payload); err != nil {
 		d.writeErrors.Add(1)
 		return
@@ -298,7 +316,7 @@ func (d *downTrack) resend(seq uint16) bool {
 		if !ok {
 			return false
 		}
-		d.write(&d.rtxHdr, seq, d.rtxHdr.Timestamp+e.tsOff, payload, pad)
+		d.write(&d.rtxHdr, seq, d.rtxHdr.Timestamp+e.tsOff, payload, pad, nanotime())
 		return true
 	}
 	return false
@@ -311,6 +329,7 @@ const (
 	rtcpRTPFB = 205
 	rtcpPSFB  = 206
 	fmtNACK   = 1
+	fmtTWCC   = 15
 	fmtPLI    = 1
 	fmtFIR    = 4
 	fmtAFB    = 15
@@ -366,6 +385,15 @@ func (d *downTrack) handleRTCP(b []byte) {
 				}
 			}
 		case rtcpRTPFB:
+			if count == fmtTWCC && d.sub != nil {
+				// Transport-wide feedback, whichever of the connection's
+				// streams it names (every ~100 ms: parsing may allocate).
+				var fb rtcp.TransportLayerCC
+				if fb.Unmarshal(pkt) == nil {
+					d.sub.cong.feedback(&fb, nanotime())
+				}
+				continue
+			}
 			if count != fmtNACK || len(pkt) < 16 || binary.BigEndian.Uint32(pkt[8:12]) != ssrc {
 				continue
 			}

@@ -11,11 +11,15 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
 // Forwarding without Pion's transports: a published track whose layers are
 // fed by hand, and downtracks bound to in-memory writers.
+
+// testTCCID is the transport-cc extension id the fake negotiation gives.
+const testTCCID = 3
 
 var vp8Codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
 
@@ -64,18 +68,20 @@ type bindCtx struct {
 func (c *bindCtx) CodecParameters() []webrtc.RTPCodecParameters {
 	return []webrtc.RTPCodecParameters{{RTPCodecCapability: vp8Codec, PayloadType: 100}}
 }
-func (c *bindCtx) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
-func (c *bindCtx) SSRC() webrtc.SSRC                                      { return c.ssrc }
-func (c *bindCtx) SSRCRetransmission() webrtc.SSRC                        { return 0 }
-func (c *bindCtx) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
-func (c *bindCtx) WriteStream() webrtc.TrackLocalWriter                   { return c.writer }
-func (c *bindCtx) ID() string                                             { return "ctx" }
-func (c *bindCtx) RTCPReader() interceptor.RTCPReader                     { return nil }
+func (c *bindCtx) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter {
+	return []webrtc.RTPHeaderExtensionParameter{{URI: sdp.TransportCCURI, ID: testTCCID}}
+}
+func (c *bindCtx) SSRC() webrtc.SSRC                       { return c.ssrc }
+func (c *bindCtx) SSRCRetransmission() webrtc.SSRC         { return 0 }
+func (c *bindCtx) SSRCForwardErrorCorrection() webrtc.SSRC { return 0 }
+func (c *bindCtx) WriteStream() webrtc.TrackLocalWriter    { return c.writer }
+func (c *bindCtx) ID() string                              { return "ctx" }
+func (c *bindCtx) RTCPReader() interceptor.RTCPReader      { return nil }
 
 // fakeTrack is a VP8 track with n layers and a PLI counter.
 func fakeTrack(n int) (*publishedTrack, *atomic.Int64) {
 	plis := &atomic.Int64{}
-	owner := &Participant{id: "pub", streamID: "pub", log: testLogger()}
+	owner := &Participant{id: "pub", streamID: "pub", log: testLogger(), cong: newCongestion()}
 	t := &publishedTrack{
 		info:    TrackInfo{ID: "cam", Participant: "pub", Kind: "video", Source: "camera"},
 		owner:   owner,
@@ -94,7 +100,7 @@ func fakeTrack(n int) (*publishedTrack, *atomic.Int64) {
 }
 
 func fakeSubscriber(t *publishedTrack, w *memWriter, ssrc uint32) *downTrack {
-	sub := &Participant{id: "sub", log: testLogger()}
+	sub := &Participant{id: "sub", log: testLogger(), cong: newCongestion()}
 	d := newDownTrack(t, sub)
 	if _, err := d.Bind(&bindCtx{ssrc: webrtc.SSRC(ssrc), writer: w}); err != nil {
 		panic(err)

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -34,7 +33,7 @@ type Participant struct {
 	ev       Events
 	log      *slog.Logger
 	pc       *webrtc.PeerConnection
-	bwe      cc.BandwidthEstimator // toward this participant (bwe.go); nil: none
+	cong     *congestion // transport-wide numbering and estimate toward this participant (twcc.go)
 	events   *eventQueue
 
 	// wg counts the goroutines that read this participant's streams (its

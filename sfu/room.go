@@ -42,7 +42,7 @@ func (r *Room) Join(id string, ev Events, pub Publish) (*Participant, error) {
 	if dup {
 		return nil, errors.New("sfu: participant id already in the room")
 	}
-	pc, bwe, err := r.sfu.newPeerConnection(webrtc.Configuration{
+	pc, err := r.sfu.api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
 		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
 	})
@@ -58,7 +58,7 @@ func (r *Room) Join(id string, ev Events, pub Publish) (*Participant, error) {
 		ev:         ev,
 		log:        log,
 		pc:         pc,
-		bwe:        bwe,
+		cong:       newCongestion(),
 		events:     newEventQueue(log),
 		pub:        pub,
 		subscribed: true,

@@ -13,7 +13,6 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
@@ -59,6 +58,7 @@ type SFU struct {
 	api    *webrtc.API
 	policy remotePolicy
 
+	batch   *sendBatcher // the media sockets' batched sends (batch.go)
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
 	udpAddr *net.UDPAddr
@@ -69,24 +69,6 @@ type SFU struct {
 	mu     sync.Mutex
 	closed bool
 	rooms  map[string]*Room
-
-	// newPC serialises PeerConnection creation, so that the estimator the
-	// bandwidth interceptor makes inside NewPeerConnection (bweNext) is
-	// the new connection's.
-	newPC   sync.Mutex
-	bweNext cc.BandwidthEstimator
-}
-
-// newPeerConnection makes a participant's PeerConnection and returns it
-// with its bandwidth estimator (nil if none was made).
-func (s *SFU) newPeerConnection(cfg webrtc.Configuration) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
-	s.newPC.Lock()
-	defer s.newPC.Unlock()
-	s.bweNext = nil
-	pc, err := s.api.NewPeerConnection(cfg)
-	bwe := s.bweNext
-	s.bweNext = nil
-	return pc, bwe, err
 }
 
 // New binds the media sockets and builds the Pion API. Close releases them.
@@ -166,9 +148,15 @@ func New(cfg Config) (*SFU, error) {
 		netTypes = append(netTypes, webrtc.NetworkTypeUDP6)
 	}
 
-	// One UDP port for all media.
+	// One UDP port for all media, on batching sockets (batch.go).
+	s.batch = &sendBatcher{}
 	if ip.IsUnspecified() {
+		bn, err := newBatchNet(s.batch)
+		if err != nil {
+			return nil, fmt.Errorf("sfu: interfaces: %w", err)
+		}
 		opts := []ice.UDPMuxFromPortOption{
+			ice.UDPMuxFromPortWithNet(bn),
 			ice.UDPMuxFromPortWithInterfaceFilter(ifaceOK),
 			ice.UDPMuxFromPortWithIPFilter(ipOK),
 			ice.UDPMuxFromPortWithNetworks(udpNets...),
@@ -191,7 +179,7 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: UDP port %d: %w", cfg.UDPPort, err)
 		}
 		s.udpAddr = conn.LocalAddr().(*net.UDPAddr)
-		s.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), conn)
+		s.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), s.batch.wrap(conn))
 	}
 
 	// ICE-TCP on one port.
@@ -230,10 +218,13 @@ func (s *SFU) buildAPI(cfg Config, ip netip.Addr, ifaceOK func(string) bool, ipO
 		return nil, fmt.Errorf("sfu: codecs: %w", err)
 	}
 
-	// Interceptors, built explicitly. Publishing side: receiver reports,
-	// TWCC feedback and NACKs toward the publisher. Subscribing side: sender
-	// reports and TWCC sequence numbers. No NACK responder: forwarded tracks
-	// are repaired from the one packet cache per incoming track (downtrack.go).
+	// Interceptors, built explicitly, only those that earn their cost.
+	// Publishing side: receiver reports, TWCC feedback and NACKs toward the
+	// publisher. Subscribing side: sender reports. No NACK responder:
+	// forwarded tracks are repaired from the one packet cache per incoming
+	// track (downtrack.go). No TWCC header-extension or GCC interceptor:
+	// transport-wide numbering and the estimate toward subscribers are
+	// done in the forwarding path (twcc.go), at a fraction of their cost.
 	// Every interceptor logs through pionLogs (slog), never Pion's default
 	// logger on stderr.
 	ir := &interceptor.Registry{}
@@ -247,18 +238,9 @@ func (s *SFU) buildAPI(cfg Config, ip netip.Addr, ifaceOK func(string) bool, ipO
 		report.WithSenderLoggerFactory(pionLogs)); err != nil {
 		return nil, err
 	}
+	// (Also negotiates the transport-cc header extension and feedback for
+	// audio and video, which the subscribing side uses too.)
 	if err := webrtc.ConfigureTWCCSenderWithOptions(m, ir, twcc.WithLoggerFactory(pionLogs)); err != nil {
-		return nil, err
-	}
-	// Bandwidth estimation toward subscribers (bwe.go). It must come
-	// before the transport-cc header extension interceptor, which numbers
-	// the packets it then sees.
-	bwe, err := newBWEFactory(pionLogs, func(e cc.BandwidthEstimator) { s.bweNext = e })
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(bwe)
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
 		return nil, err
 	}
 

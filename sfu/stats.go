@@ -81,9 +81,7 @@ func (p *Participant) stats() ParticipantStats {
 	if tr := p.transport.Load(); tr != nil {
 		st.Transport = *tr
 	}
-	if p.bwe != nil {
-		st.BandwidthEstimate = int64(p.bwe.GetTargetBitrate())
-	}
+	st.BandwidthEstimate = p.cong.target.Load()
 	for _, t := range own {
 		ls := t.layers.Load()
 		if ls == nil {

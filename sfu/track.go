@@ -450,9 +450,27 @@ func (l *layer) ingest(pkt []byte, now int64) {
 			t.retarget(d, now)
 		}
 	}
+	if len(downs) > 1 {
+		// One sendmmsg for the copies rather than a sendto each (batch.go).
+		b := t.batcher()
+		b.begin()
+		for _, d := range downs {
+			d.forward(l, h, payload, pad, key, now)
+		}
+		b.end()
+		return
+	}
 	for _, d := range downs {
 		d.forward(l, h, payload, pad, key, now)
 	}
+}
+
+// batcher is the SFU's send batcher (nil in tests without one).
+func (t *publishedTrack) batcher() *sendBatcher {
+	if t.owner == nil || t.owner.sfu == nil {
+		return nil
+	}
+	return t.owner.sfu.batch
 }
 
 // count updates the layer's statistics (RFC 3550 loss: expected - received).
