@@ -182,11 +182,12 @@ func (p *participant) active(typ string) (MediaParticipant, bool) {
 	return nil, false
 }
 
-// activeMedia is active for messages that need the PeerConnection.
+// activeMedia is active for messages that need the PeerConnection, which
+// the participant's first offer makes.
 func (p *participant) activeMedia(typ string) (MediaParticipant, bool) {
 	mp, ok := p.active(typ)
 	if ok && mp == nil {
-		p.c.send(errorJSON(&protoError{codeBadState, "your media connection is being set up; try again"}, typ))
+		p.c.send(errorJSON(&protoError{codeBadState, "send your offer first"}, typ))
 		return nil, false
 	}
 	return mp, ok
@@ -305,8 +306,7 @@ func sendingNeeds(sdp string, sources map[string]string) Publish {
 }
 
 func (p *participant) onOffer(m *offerMsg) {
-	mp, ok := p.activeMedia(typeOffer)
-	if !ok {
+	if _, ok := p.active(typeOffer); !ok {
 		return
 	}
 	h, r := p.hub, p.room
@@ -324,6 +324,10 @@ func (p *participant) onOffer(m *offerMsg) {
 	r.mu.Lock()
 	p.pub = pub
 	r.mu.Unlock()
+	mp, ok := p.joinMedia() // the first offer makes the PeerConnection
+	if !ok {
+		return
+	}
 	mp.SetPublish(pub)
 	answer, err := mp.HandleOffer(m.SDP, m.Tracks)
 	if err != nil {

@@ -85,6 +85,43 @@ func TestJoinWelcomeChatAndLeave(t *testing.T) {
 	}
 }
 
+// The PeerConnection is made at the first offer, and only for an offer
+// the participant may make: joining, or sending what needs one before,
+// makes none.
+func TestPeerConnectionAtFirstOffer(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:vic", room1, rbac.RoleViewer)
+	v := h.dial("user:vic", room1)
+	id := v.join()["participant_id"].(string)
+	v.send(map[string]any{"type": "answer", "sdp": "v=0"})
+	v.expectError(codeBadState)
+	v.send(`{"type":"layer","track_id":"t","max_width":320}`)
+	v.expectError(codeBadState)
+	v.send(map[string]any{"type": "offer", "sdp": offerSDP("a1", "v1")})
+	v.expectError(codeForbidden)
+	if h.media.participant(id) != nil {
+		t.Fatal("a PeerConnection was made before an offer was accepted")
+	}
+	v.send(map[string]any{"type": "offer", "sdp": recvOnlySDP})
+	v.expect("answer")
+	mp := h.media.participant(id)
+	if mp == nil {
+		t.Fatal("no PeerConnection after the first offer")
+	}
+	v.send(map[string]any{"type": "offer", "sdp": recvOnlySDP})
+	v.expect("answer")
+	if h.media.participant(id) != mp {
+		t.Error("a second offer made another PeerConnection")
+	}
+	v.send(map[string]any{"type": "leave"})
+	v.expectClose(CloseNormal, 3*time.Second)
+	waitFor(t, "the PeerConnection to close", func() bool {
+		mp.mu.Lock()
+		defer mp.mu.Unlock()
+		return mp.closed
+	})
+}
+
 func TestLobbyAdmitAndDeny(t *testing.T) {
 	h := newHarness(t, nil)
 	h.bind("user:host", room1, rbac.RoleHost)
@@ -538,13 +575,20 @@ func TestLiveControl(t *testing.T) {
 	aw := ann.join()
 	annID := aw["participant_id"].(string)
 
-	// The welcome goes out before the media plane has the participant.
-	waitFor(t, "both participants in the media plane", func() bool {
-		live := h.hub.Live()
-		return len(live) == 1 && len(live[0].Participants) == 2 && live[0].Participants[0].Media != nil && live[0].Participants[1].Media != nil
-	})
+	// Nobody is in the media plane before their first offer.
 	live := h.hub.Live()
-	if live[0].ID != room1 {
+	if len(live) != 1 || len(live[0].Participants) != 2 || live[0].Participants[0].Media != nil || live[0].Participants[1].Media != nil {
+		t.Fatalf("Live before any offer: %+v", live)
+	}
+	if h.media.participant(annID) != nil {
+		t.Fatal("a PeerConnection was made before the first offer")
+	}
+	for _, c := range []*client{host, ann} {
+		c.send(map[string]any{"type": "offer", "sdp": recvOnlySDP})
+		c.expect("answer")
+	}
+	live = h.hub.Live()
+	if len(live) != 1 || live[0].ID != room1 || len(live[0].Participants) != 2 {
 		t.Fatalf("Live: %+v", live)
 	}
 	for _, p := range live[0].Participants {

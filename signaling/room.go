@@ -230,20 +230,20 @@ func compareStrings(a, b string) int {
 }
 
 // activate brings p into the meeting: welcome (with the participants, their
-// tracks and the chat history), a PeerConnection in the media plane, and
-// participant_joined for the others. It runs on p's reader goroutine at
-// join, or on a moderator's at admit.
+// tracks and the chat history) and participant_joined for the others. It
+// runs on p's reader goroutine at join, or on a moderator's at admit. Its
+// PeerConnection is made at its first offer (joinMedia): someone who never
+// negotiates media costs the media plane nothing.
 func (p *participant) activate() {
 	r, h := p.room, p.hub
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if p.state != stateConnected && p.state != stateLobby || r.closed {
-		r.mu.Unlock()
 		return
 	}
 	p.state = stateActive
 	r.admitted[p.ident.Subject] = true
 	p.pub = publishOf(p.perms)
-	pub := p.pub
 	ice, expires := h.cfg.ICEServers(p.id)
 	p.scheduleICERefresh(expires)
 	welcome := welcomeMsg{Type: "welcome", ParticipantID: p.id, Role: p.role, Permissions: p.perms,
@@ -261,29 +261,45 @@ func (p *participant) activate() {
 	for _, m := range r.history {
 		p.c.send(m)
 	}
-	r.mu.Unlock()
+	r.broadcastLocked(mustJSON(joinedMsg{Type: "participant_joined", Participant: p.arrival(false)}),
+		func(q *participant) bool { return q != p })
+}
 
+// joinMedia gives p its PeerConnection in the media plane, made at its
+// first offer. It runs on p's reader goroutine (the only one that makes
+// it). A failure is answered (internal, then 1011) and reported false, as
+// is p having left the meeting meanwhile.
+func (p *participant) joinMedia() (MediaParticipant, bool) {
+	r, h := p.room, p.hub
+	r.mu.Lock()
+	st, mp, pub := p.state, p.media, p.pub
+	r.mu.Unlock()
+	if st != stateActive {
+		return nil, false
+	}
+	if mp != nil {
+		return mp, true
+	}
 	mp, err := r.media.Join(p.id, mediaEvents{p}, pub)
 	if err != nil {
 		h.log.Error("signaling: joining the media plane failed", "room", r.id, "err", err)
 		p.c.send(errorJSON(&protoError{codeInternal, "the media server could not take you in; try again"}, ""))
 		p.c.close(CloseInternal, "media unavailable")
-		return
+		return nil, false
 	}
 	r.mu.Lock()
 	if p.state != stateActive {
 		r.mu.Unlock()
 		mp.Close()
-		return
+		return nil, false
 	}
 	p.media = mp
 	later := p.pub // a re-check may have changed it meanwhile
-	r.broadcastLocked(mustJSON(joinedMsg{Type: "participant_joined", Participant: p.arrival(false)}),
-		func(q *participant) bool { return q != p })
 	r.mu.Unlock()
 	if later != pub {
 		mp.SetPublish(later)
 	}
+	return mp, true
 }
 
 // leave takes p out of its room when its socket has closed.
