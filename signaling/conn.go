@@ -3,6 +3,7 @@ package signaling
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -18,19 +19,35 @@ const (
 )
 
 // conn is the transport of one socket: a bounded queue of outgoing
-// messages drained by one writer goroutine, pings, and an idempotent close.
-// The reader runs on the goroutine that called Hub.Serve.
+// messages, pings, and an idempotent close. The reader runs on the
+// goroutine that called Hub.Serve.
+//
+// There is no writer goroutine while there is nothing to write: queueing a
+// message, a ping falling due or the close starts one (at most one at a
+// time), which writes until nothing is left and ends. A meeting's sockets
+// are idle most of the time, and an idle socket then holds its reader and
+// nothing else: no writer goroutine and its stack, no queue, and no write
+// buffer (the upgrader takes one from a pool for each message).
 type conn struct {
 	ws           *websocket.Conn
-	out          chan []byte
+	maxQueue     int
 	writeTimeout time.Duration
 	pingInterval time.Duration
 
-	closeOnce sync.Once
-	closing   chan struct{} // closed when the socket is to be closed
-	closeCode int           // set before closing is closed
+	mu        sync.Mutex
+	queue     [][]byte // waiting to be written, oldest first; nil when empty
+	started   bool     // Serve runs the socket: writers may start
+	writing   bool     // a writer goroutine runs
+	pingDue   bool
+	closeCode int // set before closing
 	closeText string
-	done      chan struct{} // closed when the writer has ended
+	ping      *time.Timer // fires pingDue every pingInterval; set by start
+
+	closing atomic.Bool // close was called; set under mu
+	// writers counts the writer goroutines. None starts once the socket
+	// is closing but the one that closes it, so waiting for them after
+	// close waits for the socket to be closed.
+	writers sync.WaitGroup
 	// readerDone is closed by the reader when it has stopped reading;
 	// peerClosed is set before that when it stopped at the peer's close
 	// frame (the closing handshake is then complete).
@@ -39,45 +56,86 @@ type conn struct {
 }
 
 func newConn(ws *websocket.Conn, queue int, writeTimeout, pingInterval time.Duration) *conn {
-	return &conn{ws: ws, out: make(chan []byte, queue), writeTimeout: writeTimeout, pingInterval: pingInterval,
-		closing: make(chan struct{}), done: make(chan struct{}), readerDone: make(chan struct{})}
+	return &conn{ws: ws, maxQueue: queue, writeTimeout: writeTimeout, pingInterval: pingInterval,
+		readerDone: make(chan struct{})}
+}
+
+// start lets writers run (what was queued before is written now) and
+// starts the pings. Serve calls it once, before reading.
+func (c *conn) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = true
+	c.ping = time.AfterFunc(c.pingInterval, c.pingNow)
+	if len(c.queue) > 0 || c.closing.Load() {
+		c.startWriterLocked()
+	}
+}
+
+// startWriterLocked starts a writer goroutine unless one runs (or Serve
+// has not started the socket yet). c.mu is held.
+func (c *conn) startWriterLocked() {
+	if c.started && !c.writing {
+		c.writing = true
+		c.writers.Add(1)
+		go c.write()
+	}
 }
 
 // send queues a message without ever blocking. A client whose queue is
 // full is not keeping up: it is closed (1008) rather than slowing the
 // room, and send reports false.
 func (c *conn) send(b []byte) bool {
-	select {
-	case <-c.closing:
+	c.mu.Lock()
+	if c.closing.Load() {
+		c.mu.Unlock()
 		return false
-	default:
 	}
-	select {
-	case c.out <- b:
-		return true
-	default:
+	if len(c.queue) >= c.maxQueue {
+		c.mu.Unlock()
 		c.close(ClosePolicy, "too slow")
 		return false
 	}
+	c.queue = append(c.queue, b)
+	c.startWriterLocked()
+	c.mu.Unlock()
+	return true
 }
 
-// close asks the writer to flush what is queued, send a close frame with
-// code and text, and close the socket. Only the first call counts.
+// close asks for what is queued to be flushed, a close frame with code and
+// text to be sent, and the socket to be closed. Only the first call
+// counts.
 func (c *conn) close(code int, text string) {
-	c.closeOnce.Do(func() {
-		c.closeCode, c.closeText = code, text
-		close(c.closing)
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing.Load() {
+		return
+	}
+	c.closeCode, c.closeText = code, text
+	c.closing.Store(true)
+	c.startWriterLocked()
 }
 
 // isClosing reports whether close was called.
-func (c *conn) isClosing() bool {
-	select {
-	case <-c.closing:
-		return true
-	default:
-		return false
+func (c *conn) isClosing() bool { return c.closing.Load() }
+
+// pingNow runs on the ping timer's goroutine, which becomes the writer
+// unless one runs already.
+func (c *conn) pingNow() {
+	c.mu.Lock()
+	if c.closing.Load() {
+		c.mu.Unlock()
+		return
 	}
+	c.pingDue = true
+	if c.writing {
+		c.mu.Unlock()
+		return
+	}
+	c.writing = true
+	c.writers.Add(1)
+	c.mu.Unlock()
+	c.write()
 }
 
 // flushBudget bounds how long the writer spends on the last messages and
@@ -88,53 +146,83 @@ const (
 	closeWait   = time.Second
 )
 
-// writeLoop is the writer goroutine: the only one that writes data frames.
-// It ends after the socket is closed, and closes the network connection so
-// that the reader ends too.
-func (c *conn) writeLoop() {
-	defer close(c.done)
-	defer c.ws.Close()
-	ping := time.NewTicker(c.pingInterval)
-	defer ping.Stop()
+// write is a writer: the only goroutine writing data frames while it
+// runs. It writes what is due (a ping first, then the queue in order) and
+// ends when nothing is left. The writer that finds the socket closing
+// flushes it and closes the network connection (so that the reader ends
+// too).
+func (c *conn) write() {
+	defer c.writers.Done()
 	for {
-		select {
-		case b := <-c.out:
+		c.mu.Lock()
+		switch {
+		case c.closing.Load():
+			c.mu.Unlock()
+			c.finish()
+			return
+		case c.pingDue:
+			c.pingDue = false
+			c.mu.Unlock()
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeTimeout)); err != nil {
+				c.close(websocket.CloseAbnormalClosure, "")
+				continue
+			}
+			c.ping.Reset(c.pingInterval)
+		case len(c.queue) > 0:
+			b := c.pop()
+			c.mu.Unlock()
 			c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
 				c.close(websocket.CloseAbnormalClosure, "")
-				return
 			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.writeTimeout)); err != nil {
-				c.close(websocket.CloseAbnormalClosure, "")
-				return
-			}
-		case <-c.closing:
-			c.finish()
+		default:
+			c.writing = false
+			c.mu.Unlock()
 			return
 		}
 	}
 }
 
-// finish sends what is queued and the close frame, waits for the reader to
-// see the peer's close frame (or give up), and reads away whatever else the
-// peer still sends, so that closing the connection does not reset it
-// before the peer has read the close frame.
-func (c *conn) finish() {
-	deadline := time.Now().Add(min(c.writeTimeout, flushBudget))
-	c.ws.SetWriteDeadline(deadline)
-	for flushing := true; flushing; {
-		select {
-		case b := <-c.out:
-			if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
-				flushing = false
-			}
-		default:
-			flushing = false
-		}
+// pop takes the oldest queued message; c.mu is held. The queue's array is
+// let go when it empties, so that an idle socket keeps none.
+func (c *conn) pop() []byte {
+	b := c.queue[0]
+	c.queue[0] = nil
+	c.queue = c.queue[1:]
+	if len(c.queue) == 0 {
+		c.queue = nil
 	}
+	return b
+}
+
+// finish sends what is queued and the close frame (unless the connection
+// failed), waits for the reader to see the peer's close frame (or give
+// up), and reads away whatever else the peer still sends, so that closing
+// the connection does not reset it before the peer has read the close
+// frame. It then closes the connection.
+func (c *conn) finish() {
+	defer c.ws.Close()
+	c.mu.Lock()
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+	c.mu.Unlock()
 	if c.closeCode == websocket.CloseAbnormalClosure {
 		return
+	}
+	deadline := time.Now().Add(min(c.writeTimeout, flushBudget))
+	c.ws.SetWriteDeadline(deadline)
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.mu.Unlock()
+			break
+		}
+		b := c.pop()
+		c.mu.Unlock()
+		if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
+			break
+		}
 	}
 	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
 	nc := c.ws.NetConn()

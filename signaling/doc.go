@@ -4,13 +4,14 @@
 // it (docs/protocol.md).
 //
 // A Hub holds the rooms, made on first join and dropped when empty. Each
-// socket has one reader (the goroutine that calls Serve) and one writer
-// fed by a bounded queue, so a slow client is closed instead of slowing its
-// room. Every privileged message is checked with rbac at the moment it
-// arrives, and every refusal and every act of moderation is audited.
-// Changes of rights published on rbac's bus are applied to live sockets at
-// once; the sessions behind the sockets are confirmed with auth once a
-// second, and the sockets of ended sessions are closed (1008).
+// socket has one reader (the goroutine that calls Serve) and a bounded
+// queue of outgoing messages, written by a writer goroutine that runs only
+// while there is something to write; a slow client is closed instead of
+// slowing its room. Every privileged message is checked with rbac at the
+// moment it arrives, and every refusal and every act of moderation is
+// audited. Changes of rights published on rbac's bus are applied to live
+// sockets at once; the sessions behind the sockets are confirmed with auth
+// once a second, and the sockets of ended sessions are closed (1008).
 //
 // It drives the SFU through the small Media interface (SFUMedia adapts
 // sfu.SFU) and never looks inside media. It never touches SQL (the caller

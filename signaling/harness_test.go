@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,7 @@ type harness struct {
 	authz *rbac.Authorizer
 	store *store.Store
 	media *fakeMedia
+	pool  *countingPool // the upgrader's write buffers
 	addr  string
 
 	mu   sync.Mutex
@@ -49,7 +51,7 @@ func newHarness(t *testing.T, tune func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	authz.SetUserState(func(context.Context, string) (bool, bool, error) { return true, false, nil })
-	h := &harness{t: t, authz: authz, store: st, media: &fakeMedia{}, dead: map[string]bool{}}
+	h := &harness{t: t, authz: authz, store: st, media: &fakeMedia{}, pool: &countingPool{}, dead: map[string]bool{}}
 	cfg := Config{Authorizer: authz, Audit: audit.New(st, nil), Media: h.media,
 		KeepAlive: h.keepAlive, KeepAliveInterval: 100 * time.Millisecond}
 	if tune != nil {
@@ -64,7 +66,7 @@ func newHarness(t *testing.T, tune func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := websocket.FastHTTPUpgrader{CheckOrigin: func(*fasthttp.RequestCtx) bool { return true }}
+	up := websocket.FastHTTPUpgrader{CheckOrigin: func(*fasthttp.RequestCtx) bool { return true }, WriteBufferPool: h.pool}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		q := ctx.QueryArgs()
 		subject := string(q.Peek("subject"))
@@ -96,6 +98,23 @@ func newHarness(t *testing.T, tune func(*Config)) *harness {
 		<-done
 	})
 	return h
+}
+
+// countingPool is a pool of write buffers that counts the buffers taken
+// out of it and not given back.
+type countingPool struct {
+	p   sync.Pool
+	out atomic.Int64
+}
+
+func (c *countingPool) Get() any {
+	c.out.Add(1)
+	return c.p.Get()
+}
+
+func (c *countingPool) Put(v any) {
+	c.out.Add(-1)
+	c.p.Put(v)
 }
 
 func (h *harness) keepAlive(_ context.Context, sessions, guests []string) (map[string]bool, map[string]bool, error) {

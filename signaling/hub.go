@@ -245,10 +245,10 @@ func (h *Hub) Serve(ws *websocket.Conn, t *Ticket, info RoomInfo, id Identity) {
 		return
 	}
 	defer h.serving.Done()
-	go c.writeLoop()
-	p.readLoop()
+	c.start()
+	p.readLoop() // returns having closed c
 	close(c.readerDone)
-	<-c.done
+	c.writers.Wait() // the socket is closed
 	r.leave(p)
 	h.detach(r, p, t)
 }
