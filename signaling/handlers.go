@@ -9,14 +9,16 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pion/webrtc/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/internal/text"
 	"github.com/parley-meet/parley/rbac"
 )
 
-// readLoop reads the socket until it fails or closes. Pongs (not
-// messages) keep it alive: a peer that misses two pings is closed.
+// readLoop reads the socket until it fails or closes, and returns having
+// closed p.c. Pongs (not messages) keep it alive: a peer that misses two
+// pings is closed.
 func (p *participant) readLoop() {
 	ws := p.c.ws
 	ws.SetReadLimit(MaxMessageBytes)
@@ -37,8 +39,22 @@ func (p *participant) readLoop() {
 		if p.c.isClosing() {
 			continue // read away what comes until the peer's close frame
 		}
-		p.dispatch(mt, data)
+		p.handle(mt, data)
 	}
+}
+
+// handle runs dispatch on a goroutine of its own and waits for it. Handling
+// a message can take a deep stack (rbac, the audit log, JSON), which a
+// goroutine keeps until the garbage collector shrinks it; the reader, which
+// every socket keeps for its whole life, then only ever needs the stack of
+// a read.
+func (p *participant) handle(mt int, data []byte) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.dispatch(mt, data)
+	}()
+	<-done
 }
 
 func (p *participant) readFailed(err error) {
@@ -73,7 +89,7 @@ func (p *participant) dispatch(mt int, data []byte) {
 		}
 	}()
 	if !p.limiter.Allow() {
-		if !p.abuse.Allow() {
+		if !lazyLimiter(&p.abuse, 10, p.hub.cfg.AbuseBurst).Allow() {
 			p.c.close(ClosePolicy, "too many messages")
 			return
 		}
@@ -133,7 +149,7 @@ func (p *participant) refuse(e *protoError, typ string) {
 	p.c.send(errorJSON(e, typ))
 	switch e.code {
 	case codeBadMessage, codeUnknownType, codeInvalid:
-		if !p.malformed.Allow() {
+		if !lazyLimiter(&p.malformed, rate.Every(6*time.Second), max(p.hub.cfg.MaxMalformed-1, 0)).Allow() {
 			p.c.close(ClosePolicy, "too many malformed messages")
 		}
 	}
@@ -148,7 +164,7 @@ func (p *participant) permitted(action, typ, what string, details map[string]any
 		return true
 	}
 	p.c.send(errorJSON(&protoError{codeForbidden, "your role in this room does not allow that"}, typ))
-	if !p.denials.Allow() {
+	if !lazyLimiter(&p.denials, 1, 10).Allow() {
 		p.suppressed++
 		return false
 	}

@@ -86,7 +86,8 @@ type participant struct {
 	// set at activation and by the keep-alive loop that sends them.
 	iceRefresh atomic.Int64
 
-	// The reader goroutine's own.
+	// The reader goroutine's own (its dispatch). abuse, malformed and
+	// denials are made at their first use (lazyLimiter).
 	limiter     *rate.Limiter // messages
 	abuse       *rate.Limiter // messages refused by limiter
 	malformed   *rate.Limiter
@@ -125,12 +126,19 @@ func newParticipant(h *Hub, c *conn, id Identity) *participant {
 	cfg := &h.cfg
 	return &participant{
 		hub: h, id: newID(), ident: id, c: c, connectedAt: time.Now(), name: id.Name,
-		limiter:   rate.NewLimiter(rate.Limit(cfg.MessageRate), cfg.MessageBurst),
-		abuse:     rate.NewLimiter(10, cfg.AbuseBurst),
-		malformed: rate.NewLimiter(rate.Every(6*time.Second), max(cfg.MaxMalformed-1, 0)),
-		denials:   rate.NewLimiter(1, 10),
-		e2eeKeys:  rateLimiter(e2eeKeyRate, e2eeKeyBurst),
+		limiter:  rate.NewLimiter(rate.Limit(cfg.MessageRate), cfg.MessageBurst),
+		e2eeKeys: rateLimiter(e2eeKeyRate, e2eeKeyBurst),
 	}
+}
+
+// lazyLimiter returns *l, made at its first use: a limiter nothing has
+// drawn from is full, so making it now is the same as making it at
+// connect, and the many sockets that never misbehave hold none.
+func lazyLimiter(l **rate.Limiter, r rate.Limit, burst int) *rate.Limiter {
+	if *l == nil {
+		*l = rate.NewLimiter(r, burst)
+	}
+	return *l
 }
 
 func (p *participant) roomID() string { return p.room.id }
