@@ -41,6 +41,8 @@ type harness struct {
 
 	mu   sync.Mutex
 	dead map[string]bool // ended session and guest ids
+	// asked is what the last KeepAlive was asked about.
+	askedSessions, askedGuests []string
 }
 
 func newHarness(t *testing.T, tune func(*Config)) *harness {
@@ -120,6 +122,7 @@ func (c *countingPool) Put(v any) {
 func (h *harness) keepAlive(_ context.Context, sessions, guests []string) (map[string]bool, map[string]bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.askedSessions, h.askedGuests = append([]string(nil), sessions...), append([]string(nil), guests...)
 	ls, lg := map[string]bool{}, map[string]bool{}
 	for _, s := range sessions {
 		ls[s] = !h.dead[s]

@@ -428,11 +428,17 @@ func (h *Hub) keepAlive() {
 	if len(parts) == 0 {
 		return
 	}
+	// Each session once, however many sockets it has open.
 	var sessions, guests []string
+	seenSession, seenGuest := map[string]bool{}, map[string]bool{}
 	for _, p := range parts {
 		if p.ident.Guest {
-			guests = append(guests, p.ident.GuestID)
-		} else {
+			if !seenGuest[p.ident.GuestID] {
+				seenGuest[p.ident.GuestID] = true
+				guests = append(guests, p.ident.GuestID)
+			}
+		} else if !seenSession[p.ident.SessionID] {
+			seenSession[p.ident.SessionID] = true
 			sessions = append(sessions, p.ident.SessionID)
 		}
 		if p.waitingForJoin(now, h.cfg.JoinTimeout) {

@@ -341,6 +341,41 @@ func TestEndedSessionClosesSockets(t *testing.T) {
 	g.expectClose(ClosePolicy, 2*time.Second)
 }
 
+// The keep-alive asks about each session once, however many sockets it
+// has open, and still closes them all when it ends.
+func TestKeepAliveAsksEachSessionOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bind("user:ann", room1, rbac.RoleRoomMember)
+	h.bind("guest:g1", room1, rbac.RoleGuest)
+	var anns []*client
+	for i := 0; i < 3; i++ {
+		c := h.dial("user:ann", room1)
+		c.join()
+		anns = append(anns, c)
+	}
+	g := h.dial("guest:g1", room1)
+	g2 := h.dial("guest:g1", room1)
+	asked := func() ([]string, []string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.askedSessions, h.askedGuests
+	}
+	waitFor(t, "a keep-alive with every socket open", func() bool {
+		s, gs := asked()
+		return len(s) > 0 && len(gs) > 0
+	})
+	if s, gs := asked(); fmt.Sprint(s) != "[s-ann]" || fmt.Sprint(gs) != "[g1]" {
+		t.Errorf("KeepAlive asked about sessions %v and guests %v, want [s-ann] and [g1]", s, gs)
+	}
+	h.endSession("s-ann")
+	for _, c := range anns {
+		c.expectClose(ClosePolicy, 2*time.Second)
+	}
+	h.endSession("g1")
+	g.expectClose(ClosePolicy, 2*time.Second)
+	g2.expectClose(ClosePolicy, 2*time.Second)
+}
+
 func TestFloodMalformedAndPanic(t *testing.T) {
 	h := newHarness(t, nil)
 	h.bind("user:ann", room1, rbac.RoleRoomMember)
