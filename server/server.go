@@ -99,8 +99,13 @@ func New(d Deps) (*Server, error) {
 		// fasthttp reads the whole header block into this buffer; a larger
 		// header block is refused with 431.
 		ReadBufferSize: d.Config.MaxHeaderBytes,
-		BodyLimit:      d.Config.MaxBodyBytes,
-		ErrorHandler:   s.handleError,
+		// Buffers go back to their pools when a connection waits between
+		// requests. It also matters for signaling: a WebSocket upgraded from a
+		// request whose buffer holds nothing more reads the connection
+		// directly, instead of through that buffer for all its life.
+		ReduceMemoryUsage: true,
+		BodyLimit:         d.Config.MaxBodyBytes,
+		ErrorHandler:      s.handleError,
 		// Paths are matched as sent: %2f stays %2f, so encoded slashes and
 		// dots can never select another route.
 		UnescapePath:  false,

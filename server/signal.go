@@ -7,9 +7,11 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 
-	"github.com/gofiber/contrib/websocket"
+	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/rbac"
@@ -26,6 +28,15 @@ type signalStart struct {
 	ident  signaling.Identity
 }
 
+// Buffers of a signaling socket. Most sockets are idle most of the time,
+// so an idle one should hold as little as possible: its read buffer only
+// frames what arrives (larger payloads are read past it), and its write
+// buffer comes from a pool for each message and goes back after it.
+const (
+	signalReadBuffer  = 512
+	signalWriteBuffer = 4096
+)
+
 // EnableSignaling serves meetings' signaling sockets from hub at
 // GET /api/v1/rooms/{id}/signal. Call it before Serve.
 //
@@ -38,28 +49,53 @@ type signalStart struct {
 func (s *Server) EnableSignaling(hub *signaling.Hub) {
 	s.hub = hub
 	origins := s.cfg.WSOrigins()
-	upgrade := websocket.New(func(c *websocket.Conn) {
+	upgrader := websocket.FastHTTPUpgrader{
+		ReadBufferSize:  signalReadBuffer,
+		WriteBufferSize: signalWriteBuffer,
+		WriteBufferPool: &sync.Pool{},
+		// The gate has already required an exact match of the raw Origin
+		// header, or no Origin for a Bearer token; the upgrader checks again.
+		// Never the library's default of the same host.
+		CheckOrigin: func(ctx *fasthttp.RequestCtx) bool {
+			origin := string(ctx.Request.Header.Peek(fiber.HeaderOrigin))
+			return origin == "" || slices.Contains(origins, origin)
+		},
+		EnableCompression: false, // no permessage-deflate: no compression bombs, no CRIME-like leaks
+	}
+	// fasthttp keeps a hijacked connection's request context (its header
+	// buffers, some kilobytes) until the hijack handler returns, and then
+	// closes the connection unless told to keep it. Kept, the handler
+	// returns at once and the socket is served on a goroutine of its own,
+	// which closes it: a socket holds nothing of its HTTP request.
+	s.app.Server().KeepHijackedConns = true
+	upgrade := func(c *fiber.Ctx) error {
 		st, _ := c.Locals(localSignal).(*signalStart)
 		if st == nil {
-			return
+			return errNotWebSocket
 		}
-		hub.Serve(c.Conn, st.ticket, st.room, st.ident)
-	}, websocket.Config{
-		// The library compares the raw Origin header with this list; the
-		// gate has already required an exact match, or no Origin for a
-		// Bearer token. Never the library's default of every origin.
-		Origins:           append(slices.Clone(origins), ""),
-		ReadBufferSize:    4096,
-		WriteBufferSize:   4096,
-		EnableCompression: false, // no permessage-deflate: no compression bombs, no CRIME-like leaks
-		// The library's default would write the panic to the client.
-		RecoverHandler: func(*websocket.Conn) {
-			if v := recover(); v != nil {
-				s.log.Error("panic in a signaling socket", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			}
-		},
-	})
+		err := upgrader.Upgrade(c.Context(), func(ws *websocket.Conn) {
+			// After the 101 is sent. Serve claims the ticket or gives it
+			// back, and the hub waits for the sockets it serves (Close).
+			go s.serveSignal(hub, ws, st)
+		})
+		if err != nil {
+			return errNotWebSocket
+		}
+		return nil
+	}
 	s.app.Get("/api/v1/rooms/:id/signal", func(c *fiber.Ctx) error { return s.signalGate(c, hub, origins) }, upgrade)
+}
+
+// serveSignal runs one upgraded socket until it ends, and closes it. A
+// panic must not reach the client.
+func (s *Server) serveSignal(hub *signaling.Hub, ws *websocket.Conn, st *signalStart) {
+	defer ws.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in a signaling socket", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	hub.Serve(ws, st.ticket, st.room, st.ident)
 }
 
 var (
@@ -70,7 +106,7 @@ var (
 
 // signalGate decides, before the upgrade, whether this socket may open.
 func (s *Server) signalGate(c *fiber.Ctx, hub *signaling.Hub, origins []string) error {
-	if !websocket.IsWebSocketUpgrade(c) {
+	if !websocket.FastHTTPIsWebSocketUpgrade(c.Context()) {
 		return errNotWebSocket
 	}
 	// Browsers always send Origin on a WebSocket handshake, in its

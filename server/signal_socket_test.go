@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -227,4 +228,23 @@ func TestMalformedSDP(t *testing.T) {
 	}
 	s.send(map[string]any{"type": "raise_hand", "raised": true})
 	s.expect("hand")
+}
+
+// Once upgraded, a signaling socket's connection is the server's to close
+// (fasthttp lets go of it at once): after the closing handshake the server
+// closes the TCP connection.
+func TestSignalConnectionClosedAfterTheHandshake(t *testing.T) {
+	f := newMeetingFixture(t, false, nil)
+	s := f.ms.open(t, f.bob, f.room)
+	s.join()
+	s.send(map[string]any{"type": "leave"})
+	s.expectClose(websocket.CloseNormalClosure, 3*time.Second)
+	// The client's reader has answered the close frame and stopped.
+	nc := s.ws.NetConn()
+	if err := nc.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.Copy(io.Discard, nc); err != nil || n != 0 {
+		t.Fatalf("after the close handshake: %d more bytes, %v (want the connection closed)", n, err)
+	}
 }
