@@ -32,9 +32,28 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# The account is made before the server starts (a member added while it
+# idle-ws opens 10,000 sockets: the server and the generator each need a
+# descriptor per socket. Raise the soft limit as far as allowed.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+IDLE_N=10000
+if [ "$(ulimit -n)" -lt $((IDLE_N + 2000)) ]; then
+	IDLE_N=$(($(ulimit -n) / 1000 * 1000 - 2000))
+	[ $IDLE_N -ge 1000 ] || IDLE_N=1000
+	echo "bench/run.sh: the open-file limit is $(ulimit -n): idle-ws opens $IDLE_N sockets, not 10000 (raise the hard limit: ulimit -Hn)" >&2
+fi
+# A socket counts against its account's cap (--ws-max-per-user, at most
+# 1000): idle-ws spreads its rooms over IDLE_ACCOUNTS accounts.
+IDLE_ACCOUNTS=12
+[ "$SET" != quick ] || IDLE_ACCOUNTS=1
+
+# The accounts are made before the server starts (a member added while it
 # runs reaches it within the 5-second policy refresh; this saves the wait).
 echo "$PASSWORD" | "$PARLEY" user add --username load --password-stdin --data-dir "$DATA" --public-url $URL --log-format json >/dev/null
+i=2
+while [ $i -le $IDLE_ACCOUNTS ]; do
+	echo "$PASSWORD" | "$PARLEY" user add --username load$i --password-stdin --data-dir "$DATA" --public-url $URL --log-format json >/dev/null
+	i=$((i + 1))
+done
 
 start_server() {
 	GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$PARLEY" serve --data-dir "$DATA" \
@@ -60,6 +79,12 @@ start_server
 # One sign-in (TOTP enrolment) for the whole run: a token lives 15 minutes.
 TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret" -scenario token 2>"$DATA/enroll.txt")
 export PARLEY_LOAD_TOKEN="$TOKEN"
+IDLE_TOKENS=$TOKEN
+i=2
+while [ $i -le $IDLE_ACCOUNTS ]; do
+	IDLE_TOKENS=$IDLE_TOKENS,$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load$i -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret$i" -scenario token 2>>"$DATA/enroll.txt")
+	i=$((i + 1))
+done
 
 run() { # name, args...
 	name=$1
@@ -85,4 +110,9 @@ run meeting-k6 -scenario meeting -k 6 -warmup 5s -duration 15s
 run audio-n50 -scenario audio -n 50 -warmup 3s -duration 10s
 run join-storm-n100 -scenario join-storm -n 100 -rate 20 -warmup 3s -duration 10s
 run chat-n100 -scenario chat -n 100 -rate 50 -warmup 2s -duration 15s
-run idle-ws-n1000 -scenario idle-ws -n 1000 -rate 100 -warmup 5s -duration 10s
+run chat-n500 -scenario chat -n 500 -rate 50 -warmup 2s -duration 15s
+# idle-ws: everyone in one room (each join announced to all: O(N²)), then
+# 10,000 sockets in meetings of 25.
+run idle-ws-n1000 -scenario idle-ws -n 1000 -room-size 0 -rate 100 -warmup 5s -duration 10s
+export PARLEY_LOAD_TOKEN="$IDLE_TOKENS"
+run idle-ws-n$IDLE_N -scenario idle-ws -n $IDLE_N -room-size 25 -rate 250 -warmup 5s -duration 10s

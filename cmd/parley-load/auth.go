@@ -33,6 +33,13 @@ func newAPI(base string, insecure bool) *api {
 		Transport: &http.Transport{TLSClientConfig: tc}}}
 }
 
+// as is a client of the same server that authenticates with token.
+func (a *api) as(token string) *api {
+	b := *a
+	b.bearer = token
+	return &b
+}
+
 type apiError struct {
 	Status int
 	Code   string `json:"error"`

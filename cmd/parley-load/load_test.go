@@ -170,16 +170,28 @@ func TestFlags(t *testing.T) {
 		t.Error("no credentials accepted")
 	}
 	c, err := parseFlags([]string{"-url", "https://127.0.0.1:1", "-token", "x", "-scenario", "chat", "-n", "7"}, io.Discard)
-	if err != nil || c.N != 7 || c.Scenario != "chat" {
+	if err != nil || c.N != 7 || c.Scenario != "chat" || c.RoomSize != 25 {
 		t.Errorf("parseFlags = %+v, %v", c, err)
+	}
+	if _, err := parseFlags([]string{"-url", "https://127.0.0.1:1", "-token", "x", "-scenario", "idle-ws", "-room-size", "-1"}, io.Discard); err == nil {
+		t.Error("a negative -room-size accepted")
 	}
 }
 
 var parleyBin = flag.String("parley-bin", "", "path of the parley binary: runs the end-to-end smoke test (or PARLEY_BIN)")
 
-// TestSmokeFanout starts parley serve on loopback and runs fanout with
-// three subscribers for 3 s. Run it inside unshare -n (make e2e does).
-func TestSmokeFanout(t *testing.T) {
+// smokeServer is a parley serve on loopback with the account "load".
+type smokeServer struct {
+	url, pid, dir string
+}
+
+const smokePassword = "smoke-test-load-password"
+
+// startSmokeServer starts parley serve (-parley-bin or PARLEY_BIN; the test
+// is skipped without) and stops it when the test ends. Run it inside
+// unshare -n (make e2e does).
+func startSmokeServer(ctx context.Context, t *testing.T) *smokeServer {
+	t.Helper()
 	bin := *parleyBin
 	if bin == "" {
 		bin = os.Getenv("PARLEY_BIN")
@@ -187,17 +199,14 @@ func TestSmokeFanout(t *testing.T) {
 	if bin == "" {
 		t.Skip("no -parley-bin or PARLEY_BIN: end-to-end smoke test skipped")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	dir := t.TempDir()
 	port := freePort(t)
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
-	const password = "smoke-test-load-password"
 	// The account first: the server reads role bindings when it starts.
 	add := exec.CommandContext(ctx, bin, "user", "add", "--username", "load", "--password-stdin",
 		"--data-dir", dir, "--public-url", url, "--log-format", "json")
 	add.Env = cleanEnv()
-	add.Stdin = strings.NewReader(password + "\n")
+	add.Stdin = strings.NewReader(smokePassword + "\n")
 	if out, err := add.CombinedOutput(); err != nil {
 		t.Fatalf("parley user add: %v\n%s", err, out)
 	}
@@ -213,7 +222,7 @@ func TestSmokeFanout(t *testing.T) {
 	}
 	exited := make(chan struct{})
 	go func() { _ = srv.Wait(); close(exited) }()
-	defer func() {
+	t.Cleanup(func() {
 		_ = srv.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
@@ -224,12 +233,16 @@ func TestSmokeFanout(t *testing.T) {
 		if t.Failed() {
 			t.Logf("parley serve output:\n%s", logs.String())
 		}
-	}()
+	})
 	waitReady(ctx, t, url, exited)
+	return &smokeServer{url: url, pid: strconv.Itoa(srv.Process.Pid), dir: dir}
+}
 
-	cfg := config{URL: url, Insecure: true, Username: "load", Password: password, TOTPSecretFile: filepath.Join(dir, "totp-secret"), Scenario: "fanout",
-		N: 3, K: 1, Rate: 20, Duration: 3 * time.Second, Warmup: 3 * time.Second,
-		ServerPID: strconv.Itoa(srv.Process.Pid), JSON: filepath.Join(dir, "report.json")}
+// runSmoke runs cfg against s, logging the report.
+func runSmoke(ctx context.Context, t *testing.T, s *smokeServer, cfg config) *Report {
+	t.Helper()
+	cfg.URL, cfg.Insecure, cfg.Username, cfg.Password = s.url, true, "load", smokePassword
+	cfg.TOTPSecretFile, cfg.ServerPID, cfg.JSON = filepath.Join(s.dir, "totp-secret"), s.pid, filepath.Join(s.dir, "report.json")
 	var stderr bytes.Buffer
 	rep, err := Run(ctx, cfg, &stderr)
 	if rep != nil {
@@ -243,6 +256,15 @@ func TestSmokeFanout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
+	return rep
+}
+
+// TestSmokeFanout runs fanout with three subscribers for 3 s.
+func TestSmokeFanout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startSmokeServer(ctx, t)
+	rep := runSmoke(ctx, t, s, config{Scenario: "fanout", N: 3, K: 1, Rate: 20, Duration: 3 * time.Second, Warmup: 3 * time.Second})
 	if rep.ClientsOK != 4 || rep.ClientsFailed != 0 {
 		t.Errorf("clients %d ok, %d failed; want 4, 0", rep.ClientsOK, rep.ClientsFailed)
 	}
@@ -267,8 +289,29 @@ func TestSmokeFanout(t *testing.T) {
 	if rep.WindowS < 2.5 {
 		t.Errorf("window %.1f s", rep.WindowS)
 	}
-	if _, err := os.Stat(cfg.JSON); err != nil {
+	if _, err := os.Stat(filepath.Join(s.dir, "report.json")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSmokeIdleWSRooms runs idle-ws with 7 sockets, 3 to a room: 3 rooms,
+// every socket welcomed, the server's RSS per socket reported.
+func TestSmokeIdleWSRooms(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startSmokeServer(ctx, t)
+	rep := runSmoke(ctx, t, s, config{Scenario: "idle-ws", N: 7, K: 1, RoomSize: 3, Rate: 50, Duration: time.Second, Warmup: 0})
+	if rep.ClientsOK != 7 || rep.ClientsFailed != 0 {
+		t.Errorf("clients %d ok, %d failed; want 7, 0", rep.ClientsOK, rep.ClientsFailed)
+	}
+	if rep.Rooms != 3 || rep.RoomSize != 3 {
+		t.Errorf("%d rooms of %d, want 3 of 3", rep.Rooms, rep.RoomSize)
+	}
+	if rep.JoinMS == nil || rep.JoinMS.Samples != 7 {
+		t.Errorf("join times %+v, want 7 samples", rep.JoinMS)
+	}
+	if rep.Server.RSSAfterKiB <= 0 || rep.Server.RSSPerClientOf != "socket" {
+		t.Errorf("server figures missing: %+v", rep.Server)
 	}
 }
 

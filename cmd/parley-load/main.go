@@ -24,7 +24,7 @@ type config struct {
 	URL, Username, Password, TOTPSecret, TOTPSecretFile, Token string
 	Insecure                                                   bool
 	Scenario                                                   string
-	N, K                                                       int
+	N, K, RoomSize                                             int
 	Rate                                                       float64
 	Duration, Warmup                                           time.Duration
 	Room, ServerPID, JSON                                      string
@@ -50,7 +50,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Password, "password", "", "its password (or PARLEY_LOAD_PASSWORD)")
 	fs.StringVar(&c.TOTPSecret, "totp-secret", "", "its TOTP secret (base32; or PARLEY_LOAD_TOTP_SECRET)")
 	fs.StringVar(&c.TOTPSecretFile, "totp-secret-file", "", "on an account's first sign-in, enrol TOTP and write its new secret to this file (0600)")
-	fs.StringVar(&c.Token, "token", "", "a Bearer token instead of signing in (or PARLEY_LOAD_TOKEN)")
+	fs.StringVar(&c.Token, "token", "", "a Bearer token instead of signing in (or PARLEY_LOAD_TOKEN); idle-ws takes several, of different accounts, comma-separated, and spreads its rooms over them (each account's sockets count against --ws-max-per-user)")
 	fs.StringVar(&c.Scenario, "scenario", "fanout", "fanout, meeting, audio, join-storm, idle-ws, chat, or token (print a Bearer token)")
 	fs.IntVar(&c.N, "n", 10, "subscribers, listeners, sockets or participants")
 	fs.IntVar(&c.K, "k", 4, "participants of the meeting scenario (all publish)")
@@ -58,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of the measured steady window")
 	fs.DurationVar(&c.Warmup, "warmup", 3*time.Second, "wait after everyone joined, not measured")
 	fs.StringVar(&c.Room, "room", "", "room id to use (default: create one)")
+	fs.IntVar(&c.RoomSize, "room-size", 25, "idle-ws: sockets per room, a meeting's size (rooms are created as needed; 0: all in one room)")
 	fs.StringVar(&c.ServerPID, "server-pid", "", "the server's `pid`: report its CPU and RSS from /proc")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this `file`")
 	if err := fs.Parse(args); err != nil {
@@ -83,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.N < 1 || c.K < 1 || c.Rate <= 0 || c.Duration <= 0 || c.Warmup < 0 {
 		return c, errors.New("-n, -k, -rate and -duration must be positive")
+	}
+	if c.RoomSize < 0 {
+		return c, errors.New("-room-size must be 0 (one room) or positive")
 	}
 	return c, nil
 }

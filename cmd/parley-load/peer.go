@@ -111,11 +111,13 @@ type client struct {
 }
 
 type clientOpts struct {
-	video, audio bool // publish
-	media        bool // open a PeerConnection
-	chat         bool // record chat latency
-	expect       bool // media is expected to arrive (waitMedia)
-	joinOnVideo  bool // the join ends at the first video packet, not the first packet
+	video, audio bool   // publish
+	media        bool   // open a PeerConnection
+	chat         bool   // record chat latency
+	expect       bool   // media is expected to arrive (waitMedia)
+	room         string // the room to join (default: the run's)
+	api          *api   // the account to join as (default: the run's)
+	joinOnVideo  bool   // the join ends at the first video packet, not the first packet
 }
 
 // newClient opens the socket, joins and, with media, offers.

@@ -16,6 +16,8 @@ type Report struct {
 	Room     string  `json:"room"`
 	N        int     `json:"n"`
 	K        int     `json:"k"`
+	RoomSize int     `json:"room_size,omitempty"` // idle-ws: sockets per room (0: one room)
+	Rooms    int     `json:"rooms,omitempty"`
 	Rate     float64 `json:"rate_per_s"`
 	WarmupS  float64 `json:"warmup_s"`
 	WindowS  float64 `json:"window_s"` // the measured steady window
@@ -105,6 +107,9 @@ func ms(us float64) string {
 func (r *Report) printSummary(w io.Writer) {
 	fmt.Fprintf(w, "scenario %s  n=%d k=%d  window %.1f s (warm-up %.1f s)  clients %d ok, %d failed\n",
 		r.Scenario, r.N, r.K, r.WindowS, r.WarmupS, r.ClientsOK, r.ClientsFailed)
+	if r.Rooms > 1 {
+		fmt.Fprintf(w, "  %d rooms of up to %d\n", r.Rooms, r.RoomSize)
+	}
 	if r.Tracks > 0 || r.PacketsReceived > 0 {
 		fmt.Fprintf(w, "  forwarded %.0f packets/s (video %.0f) over %d tracks, loss %.3f %%\n", r.ForwardedPPS, r.VideoPPS, r.Tracks, r.LossPercent)
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,13 +17,16 @@ import (
 
 // run is one scenario in progress.
 type run struct {
-	cfg  config
-	api  *api
-	pion *webrtc.API
-	room string
-	st   *stats
-	log  io.Writer
-	rep  *Report
+	cfg config
+	api *api
+	// accounts are the -token accounts (the first is api); idle-ws
+	// spreads its rooms over them.
+	accounts []*api
+	pion     *webrtc.API
+	room     string
+	st       *stats
+	log      io.Writer
+	rep      *Report
 
 	mu      sync.Mutex
 	clients []*client
@@ -41,9 +45,16 @@ func Run(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 		return nil, err
 	}
 	if cfg.Token != "" {
-		r.api.bearer = cfg.Token
-	} else if _, err := r.api.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret, cfg.TOTPSecretFile); err != nil {
-		return nil, err
+		tokens := strings.Split(cfg.Token, ",")
+		r.api.bearer = tokens[0]
+		for _, t := range tokens {
+			r.accounts = append(r.accounts, r.api.as(t))
+		}
+	} else {
+		if _, err := r.api.signIn(ctx, cfg.Username, cfg.Password, cfg.TOTPSecret, cfg.TOTPSecretFile); err != nil {
+			return nil, err
+		}
+		r.accounts = []*api{r.api}
 	}
 	r.room = cfg.Room
 	if r.room == "" {
@@ -96,7 +107,14 @@ func (r *run) closeAll() {
 
 // join adds one client.
 func (r *run) join(ctx context.Context, name string, o clientOpts) (*client, error) {
-	c, err := newClient(ctx, r.api, r.pion, r.room, name, r.st, o)
+	room, a := o.room, o.api
+	if room == "" {
+		room = r.room
+	}
+	if a == nil {
+		a = r.api
+	}
+	c, err := newClient(ctx, a, r.pion, room, name, r.st, o)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -114,6 +132,12 @@ func (r *run) join(ctx context.Context, name string, o clientOpts) (*client, err
 // joinMany starts n clients at rate per second, each joining in its own
 // goroutine, and waits for them all.
 func (r *run) joinMany(ctx context.Context, n int, rate float64, prefix string, o clientOpts) {
+	r.joinManyIn(ctx, n, rate, prefix, o, nil)
+}
+
+// joinManyIn is joinMany with client i joining the room in(i) says, as
+// its account (nil: the run's room and account).
+func (r *run) joinManyIn(ctx context.Context, n int, rate float64, prefix string, o clientOpts, in func(int) (string, *api)) {
 	var wg sync.WaitGroup
 	every := time.Duration(float64(time.Second) / rate)
 	next := time.Now()
@@ -122,6 +146,10 @@ func (r *run) joinMany(ctx context.Context, n int, rate float64, prefix string, 
 			time.Sleep(d)
 		}
 		next = next.Add(every)
+		o := o
+		if in != nil {
+			o.room, o.api = in(i)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -344,9 +372,37 @@ func runAudio(ctx context.Context, r *run) error {
 	return r.needMedia()
 }
 
+// runIdleWS: N sockets that join and idle, -room-size to a room (a
+// meeting's size: 10,000 people are not in one meeting, and in one room
+// every join is announced to all the others, O(N²) messages), or all in
+// one room with -room-size 0. Room j belongs to account j mod the number
+// of -token accounts, whose sockets join it.
 func runIdleWS(ctx context.Context, r *run) error {
-	r.logf("idle-ws: %d sockets at %.0f/s", r.cfg.N, r.cfg.Rate)
-	r.joinMany(ctx, r.cfg.N, r.cfg.Rate, "idle", clientOpts{})
+	size := r.cfg.RoomSize
+	if size == 0 || size > r.cfg.N {
+		size = r.cfg.N
+	}
+	type roomOf struct {
+		id string
+		as *api
+	}
+	rooms := []roomOf{{r.room, r.api}}
+	for len(rooms)*size < r.cfg.N {
+		as := r.accounts[len(rooms)%len(r.accounts)]
+		id, err := as.createRoom(ctx, "parley-load idle-ws "+strconv.Itoa(len(rooms)))
+		if err != nil {
+			return err
+		}
+		rooms = append(rooms, roomOf{id, as})
+	}
+	r.rep.RoomSize, r.rep.Rooms = size, len(rooms)
+	r.rep.Server.RSSBeforeKiB = r.rss()
+	r.logf("idle-ws: %d sockets in %d room(s) of up to %d (%d account(s)), at %.0f/s", r.cfg.N, len(rooms), size,
+		min(len(rooms), len(r.accounts)), r.cfg.Rate)
+	r.joinManyIn(ctx, r.cfg.N, r.cfg.Rate, "idle", clientOpts{}, func(i int) (string, *api) {
+		ro := rooms[i/size]
+		return ro.id, ro.as
+	})
 	r.joinTimes("socket open → welcome")
 	err := r.steady(ctx)
 	r.perClient(r.cfg.N, "socket")
