@@ -134,6 +134,7 @@ type tapFile struct {
 	cur     []byte // the VP8 frame being reassembled
 	inFrame bool
 	curTS   uint32 // its RTP timestamp
+	curSeq  uint16 // the sequence number of its last packet
 	lastTS  uint32 // that of the last frame kept
 	kept    bool   // lastTS is set
 	written int    // frames already in the file
@@ -154,17 +155,23 @@ func (f *tapFile) WriteRTP(h *rtp.Header, payload []byte) {
 		f.inFrame = false
 		return
 	}
+	// Only frames whose packets all arrived, in order, are kept: a lost
+	// packet, or a retransmission (of this frame or an older one) arriving
+	// in the middle of another frame, would splice two frames into one.
 	if start {
-		if f.kept && h.Timestamp == f.lastTS {
-			f.inFrame = false // a retransmission of a frame kept already
+		if f.kept && int32(h.Timestamp-f.lastTS) <= 0 {
+			f.inFrame = false // a retransmission of a frame kept already, or older
 			return
 		}
-		f.cur, f.inFrame, f.curTS = f.cur[:0], true, h.Timestamp
+		f.cur, f.inFrame, f.curTS, f.curSeq = append(f.cur[:0], body...), true, h.Timestamp, h.SequenceNumber
+	} else {
+		if !f.inFrame || h.Timestamp != f.curTS || h.SequenceNumber != f.curSeq+1 {
+			f.inFrame = false // the start of this frame was not seen, or a packet is missing
+			return
+		}
+		f.curSeq = h.SequenceNumber
+		f.cur = append(f.cur, body...)
 	}
-	if !f.inFrame {
-		return // the start of this frame was not seen
-	}
-	f.cur = append(f.cur, body...)
 	if h.Marker {
 		f.keep(append([]byte(nil), f.cur...))
 		f.inFrame, f.lastTS, f.kept = false, f.curTS, true
