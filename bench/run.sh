@@ -106,6 +106,9 @@ if [ "$SET" = quick ]; then
 fi
 run fanout-n50 -scenario fanout -n 50 -warmup 5s -duration 15s
 run fanout-n100 -scenario fanout -n 100 -warmup 5s -duration 15s
+run fanout-n200 -scenario fanout -n 200 -warmup 5s -duration 15s
+# The largest fan-out the generator still measures validly on one core.
+run fanout-n300 -scenario fanout -n 300 -warmup 5s -duration 15s
 run meeting-k6 -scenario meeting -k 6 -warmup 5s -duration 15s
 run audio-n50 -scenario audio -n 50 -warmup 3s -duration 10s
 run join-storm-n100 -scenario join-storm -n 100 -rate 20 -warmup 3s -duration 10s
