@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -59,6 +60,7 @@ type SFU struct {
 	policy remotePolicy
 
 	batch   *sendBatcher // the media sockets' batched sends (batch.go)
+	pool    *fanPool     // fan-out workers for large rooms (fanout.go); nil on one core
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
 	udpAddr *net.UDPAddr
@@ -204,6 +206,7 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	s.api = api
+	s.pool = newFanPool(runtime.GOMAXPROCS(0) - 1)
 	log.Info("media plane listening", "udp", s.udpAddr.String(), "tcp", cfg.TCPPort >= 0, "public_ips", len(cfg.PublicIPs))
 	return s, nil
 }
@@ -383,6 +386,7 @@ func (s *SFU) Close() error {
 	for _, r := range rooms {
 		r.Close()
 	}
+	s.pool.stop()
 	err := s.closeSockets()
 	s.dispatchers.Wait()
 	return err

@@ -358,6 +358,7 @@ type layer struct {
 	received    uint64     // reader
 	windowStart int64      // reader
 	windowBytes uint64     // reader
+	fan         fanout     // reader: a large fan-out's chunks (fanout.go)
 }
 
 // run reads the stream until it ends, with one reused buffer. It runs in
@@ -451,12 +452,15 @@ func (l *layer) ingest(pkt []byte, now int64) {
 		}
 	}
 	if len(downs) > 1 {
-		// One sendmmsg for the copies rather than a sendto each (batch.go).
-		b := t.batcher()
-		b.begin()
-		for _, d := range downs {
-			d.forward(l, h, payload, pad, key, now)
+		// One sendmmsg for the copies rather than a sendto each
+		// (batch.go), and several cores for a large room (fanout.go).
+		var pool *fanPool
+		b := (*sendBatcher)(nil)
+		if s := t.sfu(); s != nil {
+			b, pool = s.batch, s.pool
 		}
+		b.begin()
+		l.forwardAll(pool, downs, h, payload, pad, key, now)
 		b.end()
 		return
 	}
@@ -465,12 +469,12 @@ func (l *layer) ingest(pkt []byte, now int64) {
 	}
 }
 
-// batcher is the SFU's send batcher (nil in tests without one).
-func (t *publishedTrack) batcher() *sendBatcher {
-	if t.owner == nil || t.owner.sfu == nil {
+// sfu is the SFU the track's publisher belongs to (nil in tests without one).
+func (t *publishedTrack) sfu() *SFU {
+	if t.owner == nil {
 		return nil
 	}
-	return t.owner.sfu.batch
+	return t.owner.sfu
 }
 
 // count updates the layer's statistics (RFC 3550 loss: expected - received).
