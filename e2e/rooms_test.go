@@ -96,9 +96,35 @@ func TestRoomsAndGuestInvite(t *testing.T) {
 	host.screenshot("rooms.png")
 	b.watcher.check(t, "creating a room")
 
+	// ---- A second room, end-to-end encrypted from the start. ----
+	const sealedName = "Sealed consult"
+	host.do("create an end-to-end encrypted room",
+		chromedp.SendKeys(chromedp.ID("room-name"), sealedName),
+		chromedp.Click(chromedp.ID("room-e2ee")),
+		chromedp.Click(chromedp.ID("create-room-submit")))
+	host.waitTrue("the second room is listed", `document.querySelectorAll('#rooms-list li').length === 2`)
+	facts := eval[map[string]string](host, "read the rooms' facts", `Object.fromEntries([...document.querySelectorAll('#rooms-list li')].map(
+		li => [li.querySelector('.item-name').textContent, li.querySelector('.item-facts').textContent]))`)
+	if !strings.Contains(facts[sealedName], "end-to-end encrypted") || strings.Contains(facts[roomName], "end-to-end encrypted") {
+		t.Errorf("the list's facts %q: want only %q marked end-to-end encrypted", facts, sealedName)
+	}
+	body := evalAwait[string](host, "GET /api/v1/rooms", `fetch('/api/v1/rooms', {cache: 'no-store'}).then(r => r.text())`)
+	if strings.Count(body, `"e2ee":true`) != 1 || !strings.Contains(body, `"e2ee":false`) {
+		t.Errorf("GET /api/v1/rooms: %s; want one room with e2ee true and one with false", body)
+	}
+	// (Deleted again: the rest of this test follows the first room alone.)
+	sealedID := eval[string](host, "read the sealed room's id", `[...document.querySelectorAll('#rooms-list li')].find(
+		li => li.querySelector('.item-name').textContent === `+js(sealedName)+`).dataset.roomId`)
+	if status, body := pageAPI(host, "DELETE", "/api/v1/rooms/"+sealedID, nil); status != 204 {
+		t.Fatalf("DELETE the sealed room: %d %s", status, body)
+	}
+	host.do("reload the rooms list", chromedp.Reload(), chromedp.WaitNotVisible(chromedp.ID("rooms-loading")))
+	host.waitTrue("one room is listed again", `document.querySelectorAll('#rooms-list li').length === 1`)
+	b.watcher.check(t, "creating an end-to-end encrypted room")
+
 	// ---- Its settings: a member and two guest links. ----
 	host.do("open the room's settings",
-		chromedp.Click(chromedp.CSS(`#rooms-list li[data-role="host"] a.settings-link`)),
+		chromedp.Click(chromedp.CSS(`#rooms-list li[data-room-id="`+roomID+`"] a.settings-link`)),
 		chromedp.WaitVisible(chromedp.ID("settings-form")),
 		chromedp.WaitVisible(chromedp.CSS(`#members-list tbody tr[data-username="hana.host"]`)))
 	host.settled("the room's settings")

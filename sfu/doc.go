@@ -30,9 +30,8 @@
 //     VP9, Opus: the codecs whose clear header bytes the browsers keep, so
 //     that keyframe detection keeps working on encrypted frames).
 //   - Fan-out: one goroutine reads each published layer and forwards each
-//     packet to its subscribers; a packet's copies leave by sendmmsg
-//     (batch.go), and a large room's copies are made on several cores
-//     (fanout.go) when there are several.
+//     packet to its subscribers; a large room's copies are made on several
+//     cores (fanout.go) when there are several.
 //   - RTCP: subscribers' PLI/FIR reach the publisher throttled (one per
 //     500 ms per layer); a subscription waiting for a keyframe to start or
 //     to switch layers asks for one, throttled to one per 100 ms per layer

@@ -59,8 +59,7 @@ type SFU struct {
 	api    *webrtc.API
 	policy remotePolicy
 
-	batch   *sendBatcher // the media sockets' batched sends (batch.go)
-	pool    *fanPool     // fan-out workers for large rooms (fanout.go); nil on one core
+	pool    *fanPool // fan-out workers for large rooms (fanout.go); nil on one core
 	udpMux  ice.UDPMux
 	tcpMux  ice.TCPMux
 	udpAddr *net.UDPAddr
@@ -150,15 +149,9 @@ func New(cfg Config) (*SFU, error) {
 		netTypes = append(netTypes, webrtc.NetworkTypeUDP6)
 	}
 
-	// One UDP port for all media, on batching sockets (batch.go).
-	s.batch = &sendBatcher{}
+	// One UDP port for all media.
 	if ip.IsUnspecified() {
-		bn, err := newBatchNet(s.batch)
-		if err != nil {
-			return nil, fmt.Errorf("sfu: interfaces: %w", err)
-		}
 		opts := []ice.UDPMuxFromPortOption{
-			ice.UDPMuxFromPortWithNet(bn),
 			ice.UDPMuxFromPortWithInterfaceFilter(ifaceOK),
 			ice.UDPMuxFromPortWithIPFilter(ipOK),
 			ice.UDPMuxFromPortWithNetworks(udpNets...),
@@ -181,7 +174,7 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: UDP port %d: %w", cfg.UDPPort, err)
 		}
 		s.udpAddr = conn.LocalAddr().(*net.UDPAddr)
-		s.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), s.batch.wrap(conn))
+		s.udpMux = webrtc.NewICEUDPMux(pionLogs.NewLogger("udpmux"), conn)
 	}
 
 	// ICE-TCP on one port.

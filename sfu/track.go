@@ -451,22 +451,12 @@ func (l *layer) ingest(pkt []byte, now int64) {
 			t.retarget(d, now)
 		}
 	}
-	if len(downs) > 1 {
-		// One sendmmsg for the copies rather than a sendto each
-		// (batch.go), and several cores for a large room (fanout.go).
-		var pool *fanPool
-		b := (*sendBatcher)(nil)
-		if s := t.sfu(); s != nil {
-			b, pool = s.batch, s.pool
-		}
-		b.begin()
-		l.forwardAll(pool, downs, h, payload, pad, key, now)
-		b.end()
-		return
+	// Several cores for a large room (fanout.go).
+	var pool *fanPool
+	if s := t.sfu(); s != nil {
+		pool = s.pool
 	}
-	for _, d := range downs {
-		d.forward(l, h, payload, pad, key, now)
-	}
+	l.forwardAll(pool, downs, h, payload, pad, key, now)
 }
 
 // sfu is the SFU the track's publisher belongs to (nil in tests without one).

@@ -39,6 +39,7 @@ const roomsList = byId('rooms-list');
 const createForm = formById('create-room-form');
 const roomName = inputById('room-name');
 const roomLobby = inputById('room-lobby');
+const roomE2EE = inputById('room-e2ee');
 const roomGuests = inputById('room-guests');
 const createStatus = byId('create-room-status');
 const consoleLink = byId('console-link');
@@ -213,6 +214,7 @@ function roomItem(room) {
     head.append(el('span', { className: 'badge', text: roleName(room.role) }));
   }
   const facts = [room.lobby ? 'Lobby' : 'No lobby', room.guestsAllowed ? 'guests allowed' : 'no guests'];
+  if (room.e2ee) facts.push('end-to-end encrypted');
   const links = el('p', { className: 'small item-links' },
     el('a', { className: 'join-link', text: 'Join the meeting', attrs: { href: `/rooms/${seg(room.id)}` } }));
   if (can(room, 'room.manage')) {
@@ -273,6 +275,7 @@ createForm.addEventListener('submit', async (ev) => {
       name,
       lobby: roomLobby.checked,
       guests_allowed: roomGuests.checked,
+      e2ee: roomE2EE.checked,
     });
     const room = roomView(res);
     createForm.reset();
