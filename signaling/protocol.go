@@ -212,17 +212,10 @@ func (m *raiseHandMsg) validate() *protoError {
 	return nil
 }
 
+// validParticipantID: 1 to maxIDBytes characters of base64url, as the
+// server makes them.
 func validParticipantID(id string) bool {
-	if id == "" || len(id) > maxIDBytes {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return validOpaque(id, 1, maxIDBytes)
 }
 
 func (m *muteMsg) validate() *protoError {
