@@ -136,7 +136,21 @@ type Config struct {
 	// RecordingRetention is how long a recording is kept (0: forever);
 	// a room may set its own.
 	RecordingRetention time.Duration
+
+	// Multi-node mode (issue 11): RedisURL set means this process is one
+	// node of a cluster coordinated through Redis, sharing DatabaseURL
+	// (PostgreSQL) with the others.
+	RedisURL string
+	// NodeID names this node in the registry; empty means a random id
+	// made at start.
+	NodeID string
+	// NodeCapacity is how many participants this node takes in the
+	// meetings it hosts before placement passes it over.
+	NodeCapacity int
 }
+
+// Clustered reports whether this process is a node of a cluster.
+func (c *Config) Clustered() bool { return c.RedisURL != "" }
 
 // RecordingPath is where recordings are written.
 func (c *Config) RecordingPath() string {
@@ -384,6 +398,35 @@ var options = []Option{
 			c.DatabaseURL = v
 			return nil
 		}},
+	{Name: "redis-url", Usage: "Redis `URL` (redis:// or rediss://) for multi-node mode; needs a PostgreSQL --database-url shared by every node",
+		set: func(c *Config, v string) error {
+			if v == "" {
+				c.RedisURL = ""
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil {
+				return errors.New("not a valid URL")
+			}
+			if u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix" {
+				return errors.New("want a redis://, rediss:// or unix:// URL")
+			}
+			if u.Scheme != "unix" && u.Host == "" {
+				return errors.New("the URL names no host")
+			}
+			c.RedisURL = v
+			return nil
+		}},
+	{Name: "node-id", Usage: "this node's `id` in the cluster registry (letters, digits, '-', '_', '.'; at most 64); empty means a random one",
+		set: func(c *Config, v string) error {
+			if len(v) > 64 || strings.Trim(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "" {
+				return errors.New("want at most 64 letters, digits, '-', '_' or '.'")
+			}
+			c.NodeID = v
+			return nil
+		}},
+	{Name: "node-capacity", Default: "1000", Usage: "`participants` this node hosts before room placement passes it over (1 to 1000000)",
+		set: intSetter(1, 1000000, func(c *Config) *int { return &c.NodeCapacity })},
 	{Name: "tls-cert", Usage: "PEM certificate chain `file` (reloaded when it changes); needs --tls-key",
 		set: func(c *Config, v string) error { c.TLSCert = v; return nil }},
 	{Name: "tls-key", Usage: "PEM private key `file` for --tls-cert",
@@ -901,6 +944,15 @@ func (c *Config) validate() error {
 	}
 	if c.InsecureHTTP && (c.TLSCert != "" || len(c.ACMEDomains) > 0) {
 		return &Error{Msg: "invalid value for option --insecure-http: cannot be combined with --tls-cert or --acme-domains"}
+	}
+	if c.RedisURL != "" && c.DatabaseURL == "" {
+		return &Error{Msg: "invalid value for option --redis-url (PARLEY_REDIS_URL): multi-node mode needs the PostgreSQL database " +
+			"every node shares (--database-url); SQLite belongs to one process"}
+	}
+	if c.RedisURL != "" && (c.SecretKey == "" || c.TURNSecret == "") {
+		return &Error{Msg: "invalid value for option --redis-url (PARLEY_REDIS_URL): in multi-node mode every node must hold the same " +
+			"PARLEY_SECRET_KEY (TOTP secrets and signing keys are sealed with it) and PARLEY_TURN_SECRET (TURN credentials are " +
+			"valid on every node); give both in the environment"}
 	}
 	return c.validateTURN()
 }

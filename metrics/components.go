@@ -29,7 +29,7 @@ var (
 	meetingParticipantsDesc = desc("meeting_participants",
 		"People in meetings in progress (state meeting) or waiting in a lobby (state lobby).", "state")
 	websocketsDesc = desc("websocket_connections",
-		"Open signaling WebSocket connections, joined or not yet.")
+		"Open signaling WebSocket connections this node holds, joined or not yet (in multi-node mode, those relayed to another node's meeting included).")
 
 	turnAllocationsDesc = desc("turn_allocations",
 		"TURN allocations (relays) active now.")
@@ -70,7 +70,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(meetingsDesc, prometheus.GaugeValue, float64(len(live)))
 	ch <- prometheus.MustNewConstMetric(meetingParticipantsDesc, prometheus.GaugeValue, float64(inMeeting), "meeting")
 	ch <- prometheus.MustNewConstMetric(meetingParticipantsDesc, prometheus.GaugeValue, float64(inLobby), "lobby")
-	ch <- prometheus.MustNewConstMetric(websocketsDesc, prometheus.GaugeValue, float64(c.src.Stats().Sockets))
+	st := c.src.Stats()
+	ch <- prometheus.MustNewConstMetric(websocketsDesc, prometheus.GaugeValue, float64(st.Sockets-st.Remote+st.Relayed))
 }
 
 // turnCollector reads the TURN server's counters at scrape time.

@@ -8,6 +8,9 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
+
+	"github.com/casbin/casbin/v2/persist"
 
 	"github.com/parley-meet/parley/store"
 )
@@ -45,6 +48,7 @@ type Authorizer struct {
 	mu        sync.RWMutex
 	pol       *policy
 	userState UserState
+	watcher   persist.Watcher // other nodes (SetWatcher); nil on one node
 }
 
 // New loads the policy from st and returns an Authorizer over it. logger
@@ -312,5 +316,37 @@ func (a *Authorizer) commit(ctx context.Context, remove, add []store.CasbinRule,
 		events = []Event{resync}
 	}
 	a.bus.publish(events...)
+	a.announce()
 	return nil
+}
+
+// SetWatcher connects the authorizer to the other nodes of a cluster
+// through a Casbin watcher: each change made here is announced with
+// w.Update once it is stored, and a change announced by another node
+// reloads the policy from the store (Refresh), which re-checks the live
+// sessions of this node.
+func (a *Authorizer) SetWatcher(w persist.Watcher) error {
+	a.mu.Lock()
+	a.watcher = w
+	a.mu.Unlock()
+	return w.SetUpdateCallback(func(string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := a.Refresh(ctx); err != nil {
+			a.logger.Error("rbac: reloading another node's policy change failed; the periodic refresh retries", "err", err)
+		}
+	})
+}
+
+// announce tells the other nodes that the stored policy changed.
+func (a *Authorizer) announce() {
+	a.mu.RLock()
+	w := a.watcher
+	a.mu.RUnlock()
+	if w == nil {
+		return
+	}
+	if err := w.Update(); err != nil {
+		a.logger.Warn("rbac: could not announce a policy change to the other nodes; they see it at their next refresh", "err", err)
+	}
 }

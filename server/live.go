@@ -25,8 +25,10 @@ func (s *Server) liveRoutes() {
 }
 
 type liveRoomView struct {
-	ID           string                `json:"id"`
-	Name         string                `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Node runs the meeting (multi-node mode; omitted on a single node).
+	Node         string                `json:"node,omitempty"`
 	Locked       bool                  `json:"locked"`
 	Recording    bool                  `json:"recording"`
 	E2EE         bool                  `json:"e2ee"`
@@ -80,14 +82,12 @@ func (s *Server) handleLive(c *fiber.Ctx) error {
 		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "you moderate no room"}
 	}
 	out := []liveRoomView{}
-	if s.hub == nil {
-		return c.JSON(fiber.Map{"rooms": out})
-	}
-	for _, lr := range s.hub.Live() {
+	rooms, nodes, missing := s.liveRooms(c.UserContext())
+	for i, lr := range rooms {
 		if !s.rbac.Can(c.UserContext(), who.subject, lr.ID, rbac.ActRoomModerate) {
 			continue
 		}
-		v := liveRoomView{ID: lr.ID, Name: lr.Name, Locked: lr.Locked, Recording: lr.Recording, E2EE: lr.E2EE, Participants: []liveParticipantView{},
+		v := liveRoomView{ID: lr.ID, Name: lr.Name, Node: nodes[i], Locked: lr.Locked, Recording: lr.Recording, E2EE: lr.E2EE, Participants: []liveParticipantView{},
 			Permissions: []string{}}
 		for _, p := range s.rbac.Permissions(c.UserContext(), who.subject, lr.ID) {
 			if p == rbac.ActRoomModerate || p == rbac.ActRoomRecord || p == rbac.ActRoomManage {
@@ -105,7 +105,12 @@ func (s *Server) handleLive(c *fiber.Ctx) error {
 		}
 		out = append(out, v)
 	}
-	return c.JSON(fiber.Map{"rooms": out})
+	res := fiber.Map{"rooms": out}
+	if s.cluster != nil {
+		res["node"] = s.cluster.ID()
+		res["unreachable_nodes"] = append([]string{}, missing...)
+	}
+	return c.JSON(res)
 }
 
 // moderatesSomewhere: the caller may moderate every room (admins) or at
@@ -133,7 +138,7 @@ func liveErr(err error) error {
 	case errors.Is(err, signaling.ErrNoParticipant):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such participant in this meeting"}
 	}
-	return err
+	return clusterErr(err)
 }
 
 // moderatedRoom resolves the room of the path, which the signed-in caller
@@ -144,7 +149,7 @@ func (s *Server) moderatedRoom(c *fiber.Ctx) (*caller, string, error) {
 	if err != nil {
 		return who, "", err
 	}
-	if s.hub == nil {
+	if s.hub == nil && s.cluster == nil {
 		return who, "", &Error{Status: http.StatusConflict, Code: "no_meeting", Message: "nobody is meeting in this room"}
 	}
 	return who, r.ID, nil
@@ -164,7 +169,7 @@ func (s *Server) handleLiveMute(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := liveErr(s.hub.Mute(room, c.Params("pid"), req.Kind, who.actor, s.ClientIP(c))); err != nil {
+	if err := liveErr(s.meetingOp(c, roomOp{Op: "mute", Room: room, PID: c.Params("pid"), Kind: req.Kind, Actor: who.actor})); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -175,7 +180,7 @@ func (s *Server) handleLiveKick(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := liveErr(s.hub.Kick(room, c.Params("pid"), who.actor, s.ClientIP(c))); err != nil {
+	if err := liveErr(s.meetingOp(c, roomOp{Op: "kick", Room: room, PID: c.Params("pid"), Actor: who.actor})); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)
@@ -186,7 +191,7 @@ func (s *Server) handleLiveEnd(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := liveErr(s.hub.End(room, who.actor, s.ClientIP(c))); err != nil {
+	if err := liveErr(s.meetingOp(c, roomOp{Op: "end", Room: room, Actor: who.actor})); err != nil {
 		return err
 	}
 	return c.SendStatus(http.StatusNoContent)

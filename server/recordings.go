@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/cluster"
 	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/recording"
 	"github.com/parley-meet/parley/signaling"
@@ -68,9 +69,11 @@ func (s *Server) handleRoomRecording(c *fiber.Ctx) error {
 	if s.hub == nil || s.recordings == nil {
 		return errRecordingOff
 	}
-	err = s.hub.SetRecording(r.ID, req.Action == "start", who.actor, s.ClientIP(c))
+	_, err = s.onMeeting(c.UserContext(), roomOp{Op: "record", Room: r.ID, On: req.Action == "start", Actor: who.actor, ClientIP: s.ClientIP(c)})
 	switch {
 	case err == nil:
+	case errors.Is(err, cluster.ErrUnavailable):
+		return clusterErr(err)
 	case errors.Is(err, signaling.ErrNoMeeting):
 		return &Error{Status: http.StatusConflict, Code: "no_meeting", Message: "nobody is in this room's meeting: a recording starts while people meet"}
 	case errors.Is(err, signaling.ErrRecordingE2EE):

@@ -16,7 +16,6 @@ import (
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/internal/text"
 	"github.com/parley-meet/parley/rbac"
-	"github.com/parley-meet/parley/signaling"
 	"github.com/parley-meet/parley/store"
 )
 
@@ -141,7 +140,7 @@ func (s *Server) view(c *fiber.Ctx, who *caller, r store.Room) roomView {
 	}
 	return roomView{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed,
 		CreatedAt: time.UnixMicro(r.CreatedUS).UTC(), Role: role, Permissions: perms,
-		Recording: s.hub != nil && s.hub.Recording(r.ID), RecordingRetentionDays: r.RecordingRetentionS / 86400, E2EE: r.E2EE}
+		Recording: s.meetingFlag(c.UserContext(), "recording", r.ID), RecordingRetentionDays: r.RecordingRetentionS / 86400, E2EE: r.E2EE}
 }
 
 // newRoomID is 96 random bits, URL-safe.
@@ -254,7 +253,11 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 	}
 	changed := map[string]any{}
 	if req.E2EE != nil && *req.E2EE != r.E2EE {
-		if s.hub != nil && s.hub.MeetingInProgress(r.ID) {
+		inProgress, err := s.onMeeting(c.UserContext(), roomOp{Op: "in_progress", Room: r.ID})
+		if err != nil {
+			return clusterErr(err)
+		}
+		if inProgress {
 			s.auditEvent(c, who.actor, "room.update", "room:"+r.ID, audit.Failure,
 				map[string]any{"e2ee": *req.E2EE, "reason": "meeting in progress"})
 			return &Error{Status: http.StatusConflict, Code: "meeting_in_progress",
@@ -285,8 +288,9 @@ func (s *Server) handleUpdateRoom(c *fiber.Ctx) error {
 	if err := s.store.UpdateRoom(c.UserContext(), r); err != nil {
 		return err
 	}
-	if s.hub != nil {
-		s.hub.RoomChanged(signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed, E2EE: r.E2EE})
+	info := roomInfo(r)
+	if _, err := s.onMeeting(c.UserContext(), roomOp{Op: "changed", Room: r.ID, Info: &info}); err != nil {
+		s.log.Warn("the meeting in progress could not be given the room's new settings", "room", r.ID, "err", err)
 	}
 	s.auditEvent(c, who.actor, "room.update", "room:"+r.ID, audit.Success, changed)
 	return c.JSON(s.view(c, who, r))
@@ -307,8 +311,8 @@ func (s *Server) handleDeleteRoom(c *fiber.Ctx) error {
 	for _, g := range guests {
 		s.rbac.RemoveSubject(c.UserContext(), rbac.GuestSubject(g.ID))
 	}
-	if s.hub != nil {
-		s.hub.EndRoom(r.ID)
+	if _, err := s.onMeeting(c.UserContext(), roomOp{Op: "delete", Room: r.ID}); err != nil {
+		s.log.Warn("the meeting of a deleted room could not be ended", "room", r.ID, "err", err)
 	}
 	s.auditEvent(c, who.actor, "room.delete", "room:"+r.ID, audit.Success, nil)
 	return c.SendStatus(http.StatusNoContent)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/auth"
+	"github.com/parley-meet/parley/cluster"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/recording"
@@ -61,6 +62,9 @@ type Server struct {
 	hub     *signaling.Hub // meetings in progress; nil until EnableSignaling
 	// recordings is the recording catalog and files; nil until EnableRecording.
 	recordings *recording.Manager
+	// cluster is this node's membership of a cluster; nil on a single
+	// node (EnableCluster).
+	cluster *cluster.Node
 
 	lnMu sync.Mutex
 	ln   []net.Listener // given to Serve; closed by Shutdown

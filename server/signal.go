@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/parley-meet/parley/audit"
+	"github.com/parley-meet/parley/cluster"
 	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/signaling"
 )
@@ -26,6 +27,10 @@ type signalStart struct {
 	ticket *signaling.Ticket
 	room   signaling.RoomInfo
 	ident  signaling.Identity
+	// On a node of a cluster: the room's meeting runs here (lease, given
+	// back when the socket ends) or on node owner.
+	lease *cluster.Lease
+	owner string
 }
 
 // Buffers of a signaling socket. Most sockets are idle most of the time,
@@ -95,6 +100,13 @@ func (s *Server) serveSignal(hub *signaling.Hub, ws *websocket.Conn, st *signalS
 			s.log.Error("panic in a signaling socket", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
+	if st.owner != "" {
+		s.serveRelayed(hub, ws, st)
+		return
+	}
+	if st.lease != nil {
+		defer st.lease.Release()
+	}
 	hub.Serve(ws, st.ticket, st.room, st.ident)
 }
 
@@ -150,10 +162,19 @@ func (s *Server) signalGate(c *fiber.Ctx, hub *signaling.Hub, origins []string) 
 		}
 		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_sockets", Message: what}
 	}
-	c.Locals(localSignal, &signalStart{ticket: ticket, ident: ident,
-		room: signaling.RoomInfo{ID: r.ID, Name: r.Name, Lobby: r.Lobby, GuestsAllowed: r.GuestsAllowed, E2EE: r.E2EE}})
+	st := &signalStart{ticket: ticket, ident: ident, room: roomInfo(r)}
+	if s.cluster != nil {
+		if err := s.route(c, who.actor, st); err != nil {
+			ticket.Release()
+			return err
+		}
+	}
+	c.Locals(localSignal, st)
 	if err := c.Next(); err != nil {
 		ticket.Release()
+		if st.lease != nil {
+			st.lease.Release()
+		}
 		return err
 	}
 	return nil

@@ -1,7 +1,9 @@
 package signaling
 
 import (
+	"errors"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,9 @@ const (
 	ClosePolicy    = websocket.ClosePolicyViolation   // 1008: session ended, abuse, too slow, no pong
 	CloseTooBig    = websocket.CloseMessageTooBig     // 1009: a message over MaxMessageBytes
 	CloseInternal  = websocket.CloseInternalServerErr // 1011: a bug on the server
+	// 1012: the meeting moved to another node, or the node running it is
+	// gone (cluster): join again.
+	CloseServiceRestart = websocket.CloseServiceRestart
 )
 
 // conn is the transport of one socket: a bounded queue of outgoing
@@ -29,7 +34,11 @@ const (
 // nothing else: no writer goroutine and its stack, no queue, and no write
 // buffer (the upgrader takes one from a pool for each message).
 type conn struct {
-	ws           *websocket.Conn
+	ws *websocket.Conn
+	// wire replaces ws for a participant whose socket another node holds
+	// (relay.go): messages and the close go over it, and the other node
+	// pings the client.
+	wire         Wire
 	maxQueue     int
 	writeTimeout time.Duration
 	pingInterval time.Duration
@@ -60,13 +69,20 @@ func newConn(ws *websocket.Conn, queue int, writeTimeout, pingInterval time.Dura
 		readerDone: make(chan struct{})}
 }
 
+// newWireConn is the conn of a participant served over a relay.
+func newWireConn(w Wire, queue int, writeTimeout time.Duration) *conn {
+	return &conn{wire: w, maxQueue: queue, writeTimeout: writeTimeout, readerDone: make(chan struct{})}
+}
+
 // start lets writers run (what was queued before is written now) and
 // starts the pings. Serve calls it once, before reading.
 func (c *conn) start() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.started = true
-	c.ping = time.AfterFunc(c.pingInterval, c.pingNow)
+	if c.wire == nil {
+		c.ping = time.AfterFunc(c.pingInterval, c.pingNow)
+	}
 	if len(c.queue) > 0 || c.closing.Load() {
 		c.startWriterLocked()
 	}
@@ -168,6 +184,12 @@ func (c *conn) write() {
 				continue
 			}
 			c.ping.Reset(c.pingInterval)
+		case len(c.queue) > 0 && c.wire != nil:
+			b := c.pop()
+			c.mu.Unlock()
+			if !c.wire.Send(websocket.TextMessage, b) {
+				c.close(websocket.CloseAbnormalClosure, "")
+			}
 		case len(c.queue) > 0:
 			b := c.pop()
 			c.mu.Unlock()
@@ -201,6 +223,10 @@ func (c *conn) pop() []byte {
 // the connection does not reset it before the peer has read the close
 // frame. It then closes the connection.
 func (c *conn) finish() {
+	if c.wire != nil {
+		c.finishWire()
+		return
+	}
 	defer c.ws.Close()
 	c.mu.Lock()
 	if c.ping != nil {
@@ -239,4 +265,67 @@ func (c *conn) finish() {
 	}
 	nc.SetReadDeadline(time.Now().Add(closeWait))
 	io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
+}
+
+// finishWire sends what is queued over the wire, then the close (which the
+// other node turns into the client's close frame).
+func (c *conn) finishWire() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.mu.Unlock()
+			break
+		}
+		b := c.pop()
+		c.mu.Unlock()
+		if !c.wire.Send(websocket.TextMessage, b) {
+			break
+		}
+	}
+	c.wire.Close(c.closeCode, c.closeText)
+}
+
+// readWS reads the socket until it fails or closes, passing each message
+// to handle (which returns before the next is read), with pongWait as the
+// longest silence; it returns having closed c.
+func (c *conn) readWS(pongWait time.Duration, handle func(mt int, data []byte)) {
+	ws := c.ws
+	ws.SetReadLimit(MaxMessageBytes)
+	ws.SetReadDeadline(time.Now().Add(pongWait))
+	ws.SetPongHandler(func(string) error {
+		if !c.isClosing() {
+			ws.SetReadDeadline(time.Now().Add(pongWait))
+		}
+		return nil
+	})
+	for {
+		mt, data, err := ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if c.isClosing() {
+			continue // read away what comes until the peer's close frame
+		}
+		handle(mt, data)
+	}
+}
+
+func (c *conn) readFailed(err error) {
+	var (
+		ce *websocket.CloseError
+		ne net.Error
+	)
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		// The library has sent the 1009 close frame already.
+		c.close(CloseTooBig, "message too big")
+	case errors.As(err, &ce):
+		c.peerClosed = true
+		c.close(CloseNormal, "")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.close(ClosePolicy, "no pong")
+	default:
+		c.close(websocket.CloseAbnormalClosure, "")
+	}
 }

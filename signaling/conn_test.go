@@ -67,7 +67,9 @@ func TestIdleSocketHoldsOnlyItsReader(t *testing.T) {
 	}
 	idle := func(when string) {
 		t.Helper()
-		waitFor(t, "the writers to end "+when, func() bool { return goroutinesIn("signaling.(*conn).") == 0 })
+		waitFor(t, "the writers to end "+when, func() bool {
+			return goroutinesIn("signaling.(*conn).write(") == 0 && goroutinesIn("signaling.(*conn).pingNow(") == 0
+		})
 		if w, q := h.idleState(); w != 0 || q != 0 {
 			t.Errorf("%s: %d sockets marked writing, %d with a queue", when, w, q)
 		}

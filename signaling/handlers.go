@@ -2,7 +2,6 @@ package signaling
 
 import (
 	"errors"
-	"net"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -20,27 +19,21 @@ import (
 // closed p.c. Pongs (not messages) keep it alive: a peer that misses two
 // pings is closed.
 func (p *participant) readLoop() {
-	ws := p.c.ws
-	ws.SetReadLimit(MaxMessageBytes)
-	pongWait := 2*p.hub.cfg.PingInterval + p.hub.cfg.PingInterval/2
-	ws.SetReadDeadline(time.Now().Add(pongWait))
-	ws.SetPongHandler(func(string) error {
-		if !p.c.isClosing() {
-			ws.SetReadDeadline(time.Now().Add(pongWait))
+	if p.c.wire != nil {
+		for {
+			mt, data, err := p.c.wire.Recv()
+			if err != nil {
+				// The client left, or its node is gone.
+				p.c.close(CloseNormal, "")
+				return
+			}
+			if !p.c.isClosing() {
+				p.handle(mt, data)
+			}
 		}
-		return nil
-	})
-	for {
-		mt, data, err := ws.ReadMessage()
-		if err != nil {
-			p.readFailed(err)
-			return
-		}
-		if p.c.isClosing() {
-			continue // read away what comes until the peer's close frame
-		}
-		p.handle(mt, data)
 	}
+	pongWait := 2*p.hub.cfg.PingInterval + p.hub.cfg.PingInterval/2
+	p.c.readWS(pongWait, p.handle)
 }
 
 // handle runs dispatch on a goroutine of its own and waits for it. Handling
@@ -55,25 +48,6 @@ func (p *participant) handle(mt int, data []byte) {
 		p.dispatch(mt, data)
 	}()
 	<-done
-}
-
-func (p *participant) readFailed(err error) {
-	var (
-		ce *websocket.CloseError
-		ne net.Error
-	)
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// The library has sent the 1009 close frame already.
-		p.c.close(CloseTooBig, "message too big")
-	case errors.As(err, &ce):
-		p.c.peerClosed = true
-		p.c.close(CloseNormal, "")
-	case errors.As(err, &ne) && ne.Timeout():
-		p.c.close(ClosePolicy, "no pong")
-	default:
-		p.c.close(websocket.CloseAbnormalClosure, "")
-	}
 }
 
 // dispatch handles one message. Nothing a client sends may take the room
@@ -636,7 +610,11 @@ func (p *participant) onEnd() {
 
 // end ends the meeting: everyone gets ended and their sockets close
 // (1000), the forwarding domain closes, and the hub forgets the room.
-func (r *room) end() {
+func (r *room) end() { r.endWith(true, CloseNormal, "ended") }
+
+// endWith ends the meeting, closing everyone's socket with code and text,
+// after an ended message when ended is set.
+func (r *room) endWith(ended bool, code int, text string) {
 	r.mu.Lock()
 	r.closed = true
 	var media []MediaParticipant
@@ -646,8 +624,10 @@ func (r *room) end() {
 			q.media = nil
 		}
 		q.state = stateGone
-		q.c.send(msgEnded)
-		q.c.close(CloseNormal, "ended")
+		if ended {
+			q.c.send(msgEnded)
+		}
+		q.c.close(code, text)
 	}
 	r.lobby = nil
 	r.mu.Unlock()

@@ -141,6 +141,7 @@ type Hub struct {
 	closed  bool
 	rooms   map[string]*room
 	parts   map[*participant]struct{}
+	edges   map[*conn]struct{} // sockets relayed to another node's meeting
 	perUser map[string]int
 	perIP   map[string]int
 	pending map[*Ticket]struct{}
@@ -159,7 +160,7 @@ func New(cfg Config) (*Hub, error) {
 		return nil, errors.New("signaling: missing dependency")
 	}
 	cfg.defaults()
-	h := &Hub{cfg: cfg, log: cfg.Logger, rooms: map[string]*room{}, parts: map[*participant]struct{}{},
+	h := &Hub{cfg: cfg, log: cfg.Logger, rooms: map[string]*room{}, parts: map[*participant]struct{}{}, edges: map[*conn]struct{}{},
 		perUser: map[string]int{}, perIP: map[string]int{}, pending: map[*Ticket]struct{}{}, stop: make(chan struct{})}
 	events, unsub := cfg.Authorizer.Subscribe()
 	h.unsub = unsub
@@ -179,6 +180,7 @@ type Ticket struct {
 	created time.Time
 	claimed bool // guarded by h.mu
 	gone    bool // guarded by h.mu
+	remote  bool // a participant relayed from another node: no caps here
 }
 
 const ticketTTL = 30 * time.Second
@@ -221,6 +223,9 @@ func (t *Ticket) releaseLocked() {
 	}
 	t.gone = true
 	delete(t.h.pending, t)
+	if t.remote {
+		return
+	}
 	h := t.h
 	if h.perUser[t.subject]--; h.perUser[t.subject] <= 0 {
 		delete(h.perUser, t.subject)
@@ -356,9 +361,16 @@ func (h *Hub) Close() {
 	for p := range h.parts {
 		parts = append(parts, p)
 	}
+	edges := make([]*conn, 0, len(h.edges))
+	for c := range h.edges {
+		edges = append(edges, c)
+	}
 	h.mu.Unlock()
 	for _, p := range parts {
 		p.c.close(CloseGoingAway, "server shutting down")
+	}
+	for _, c := range edges {
+		c.close(CloseGoingAway, "server shutting down")
 	}
 	served := make(chan struct{})
 	go func() { h.serving.Wait(); close(served) }()
@@ -382,16 +394,42 @@ func (h *Hub) Close() {
 	}
 }
 
-// Stats is a snapshot of the hub for operators and tests.
+// Stats is a snapshot of the hub for operators and tests: the meetings
+// this node runs, the participants in them (Sockets; on a node of a
+// cluster some are relayed from other nodes: Remote), and the sockets this node
+// holds whose meeting runs on another node (Relayed).
 type Stats struct {
-	Rooms, Sockets int
+	Rooms, Sockets, Relayed int
+	// Remote counts the participants (of Sockets) whose socket another
+	// node holds.
+	Remote int
 }
 
 // Stats counts the rooms and open sockets.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Stats{Rooms: len(h.rooms), Sockets: len(h.parts)}
+	st := Stats{Rooms: len(h.rooms), Sockets: len(h.parts), Relayed: len(h.edges)}
+	for p := range h.parts {
+		if p.c.wire != nil {
+			st.Remote++
+		}
+	}
+	return st
+}
+
+// EndMoved ends the meeting of a room this node runs because another node
+// owns the room now (cluster): everyone is disconnected with 1012 and
+// told to join again, which takes them to the meeting that counts.
+func (h *Hub) EndMoved(roomID string) {
+	h.mu.Lock()
+	r := h.rooms[roomID]
+	h.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.endWith(false, CloseServiceRestart, "the meeting moved to another server; join again")
+	h.record("system", "signal.end", roomID, audit.Success, "", map[string]any{"reason": "another node owns the room"})
 }
 
 // keepAliveLoop asks auth every KeepAliveInterval, in one batch, which

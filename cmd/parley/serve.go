@@ -19,6 +19,7 @@ import (
 
 	"github.com/parley-meet/parley/audit"
 	"github.com/parley-meet/parley/auth"
+	"github.com/parley-meet/parley/cluster"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/metrics"
 	"github.com/parley-meet/parley/rbac"
@@ -143,11 +144,17 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	// allocations end and its last events reach the audit log), then the
 	// media plane.
 	stopTap := startTestTap(cfg, media, log) // a test build's media tap (e2etap.go); nothing otherwise
-	var stopOnce sync.Once
+	var (
+		stopOnce sync.Once
+		node     *cluster.Node // multi-node mode: closed after the hub, whose last relayed messages it carries
+	)
 	stopMeetings := func() {
 		stopOnce.Do(func() {
 			stopTap()
 			hub.Close() // stops the recordings of the meetings in progress
+			if node != nil {
+				node.Close()
+			}
 			if recs != nil {
 				if err := recs.Close(); err != nil {
 					log.Warn("closing the recordings", "err", err)
@@ -170,6 +177,13 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	}
 	defer stopMetrics()
 	srv.EnableSignaling(hub)
+	if cfg.Clustered() {
+		if node, code = joinCluster(ctx, cfg, media, hub, authz, auditLog, log, e); node == nil {
+			return code
+		}
+		srv.EnableCluster(node)
+		metricsReg.SetNode(node)
+	}
 	if recs != nil {
 		srv.EnableRecording(recs)
 	}
