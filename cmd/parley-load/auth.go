@@ -24,6 +24,7 @@ type api struct {
 	tls    *tls.Config
 	csrf   string
 	bearer string
+	origin string // sent as Origin ("": base)
 }
 
 func newAPI(base string, insecure bool) *api {
@@ -38,6 +39,53 @@ func (a *api) as(token string) *api {
 	b := *a
 	b.bearer = token
 	return &b
+}
+
+// at is the same client (account, cookies, TLS) talking to another node
+// of the cluster, at base. It still sends its own origin as Origin: the
+// cluster's public URL, as a browser behind the load balancer does.
+func (a *api) at(base string) *api {
+	if a.base == base {
+		return a
+	}
+	b := *a
+	b.origin = a.originURL()
+	b.base = base
+	return &b
+}
+
+// originURL is what a sends as Origin.
+func (a *api) originURL() string {
+	if a.origin != "" {
+		return a.origin
+	}
+	return a.base
+}
+
+// liveRooms asks the node at a.base for the meetings in progress (the
+// console's live view, GET /api/v1/admin/live: every node's meetings this
+// account moderates): which node runs each room, and this node's id. On a
+// single node the ids are "".
+func (a *api) liveRooms(ctx context.Context) (self string, rooms map[string]string, err error) {
+	var live struct {
+		Node  string `json:"node"`
+		Rooms []struct {
+			ID   string `json:"id"`
+			Node string `json:"node"`
+		} `json:"rooms"`
+		Unreachable []string `json:"unreachable_nodes"`
+	}
+	if err := a.do(ctx, "GET", "/api/v1/admin/live", nil, &live); err != nil {
+		return "", nil, fmt.Errorf("live view: %w", err)
+	}
+	if len(live.Unreachable) > 0 {
+		return "", nil, fmt.Errorf("live view: node(s) %v did not answer", live.Unreachable)
+	}
+	rooms = make(map[string]string, len(live.Rooms))
+	for _, r := range live.Rooms {
+		rooms[r.ID] = r.Node
+	}
+	return live.Node, rooms, nil
 }
 
 type apiError struct {
@@ -65,7 +113,7 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Origin", a.base)
+	req.Header.Set("Origin", a.originURL())
 	if a.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	} else if a.csrf != "" {
@@ -76,7 +124,8 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	// The live view of a large run lists every client: tens of MiB.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
 	}

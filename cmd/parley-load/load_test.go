@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,6 +179,134 @@ func TestFlags(t *testing.T) {
 	}
 }
 
+func TestFlagsSeveralNodes(t *testing.T) {
+	c, err := parseFlags([]string{"-url", "https://127.0.0.1:1, https://127.0.0.1:2", "-server-pid", "10,20", "-token", "x",
+		"-scenario", "fanout", "-rooms", "4"}, io.Discard)
+	if err != nil || c.Rooms != 4 {
+		t.Fatalf("parseFlags = %+v, %v", c, err)
+	}
+	if got := splitList(c.URL); !slices.Equal(got, []string{"https://127.0.0.1:1", "https://127.0.0.1:2"}) {
+		t.Errorf("URLs %q", got)
+	}
+	for _, bad := range [][]string{
+		{"-url", "https://127.0.0.1:1,https://127.0.0.1:2", "-server-pid", "10"}, // a pid per node
+		{"-url", "https://127.0.0.1:1,,https://127.0.0.1:2"},                     // an empty URL
+		{"-url", "https://127.0.0.1:1", "-scenario", "chat", "-rooms", "2"},      // chat has one room
+		{"-url", "https://127.0.0.1:1", "-scenario", "idle-ws", "-rooms", "2"},   // idle-ws: -room-size
+		{"-url", "https://127.0.0.1:1", "-rooms", "0"},
+		{"-url", "https://127.0.0.1:1", "-rooms", "2", "-room", "abc"},
+	} {
+		if _, err := parseFlags(append(bad, "-token", "x"), io.Discard); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestSpreadOverNodes: client i dials node i mod the number of nodes, and
+// consecutive clients of a room land on different nodes.
+func TestSpreadOverNodes(t *testing.T) {
+	r := &run{nodes: []node{{url: "https://a"}, {url: "https://b"}, {url: "https://c"}}}
+	var got []int
+	for range 7 {
+		got = append(got, r.nextNode())
+	}
+	if want := []int{0, 1, 2, 0, 1, 2, 0}; !slices.Equal(got, want) {
+		t.Errorf("nodes %v, want %v", got, want)
+	}
+	rooms := []roomOf{{id: "r0"}, {id: "r1"}}
+	in := inRooms(rooms, 3)
+	var ids []string
+	for i := range 6 {
+		id, _ := in(i)
+		ids = append(ids, id)
+	}
+	if want := []string{"r0", "r0", "r0", "r1", "r1", "r1"}; !slices.Equal(ids, want) {
+		t.Errorf("rooms %v, want %v", ids, want)
+	}
+	a := newAPI("https://a", true).as("tok")
+	b := a.at("https://b")
+	if b.base != "https://b" || b.bearer != "tok" || a.base != "https://a" || a.at("https://a") != a {
+		t.Errorf("at: %+v from %+v", b, a)
+	}
+	if b.originURL() != "https://a" || b.at("https://c").originURL() != "https://a" || a.originURL() != "https://a" {
+		t.Errorf("Origin %q, want the first URL's", b.originURL())
+	}
+}
+
+// TestNodeFigures: clients, relayed sockets, rooms and copies are
+// attributed to the nodes by the rooms' owners; CPU per copy is each
+// node's CPU over its own meetings' copies.
+func TestNodeFigures(t *testing.T) {
+	rep := &Report{Nodes: []nodeRep{{URL: "https://a", PID: "1"}, {URL: "https://b", PID: "2"}}}
+	ids := []string{"na", "nb"}
+	owner := map[string]string{"r0": "na", "r1": "nb", "r2": "nb"}
+	// r0 runs on na: sockets on a, b, a. r1 on nb: a, b. r2 on nb: b.
+	// "gone" is in no live view: its client counts on b, nowhere else.
+	ms := time.Millisecond
+	places := []clientPlace{{0, "r0", 10 * ms}, {1, "r0", 50 * ms}, {0, "r0", 20 * ms}, {0, "r1", 60 * ms}, {1, "r1", 30 * ms},
+		{1, "r2", 0}, {1, "gone", 99 * ms}}
+	rep.placeClients(places, ids, owner)
+	a, b := rep.Nodes[0], rep.Nodes[1]
+	if a.ID != "na" || b.ID != "nb" {
+		t.Errorf("ids %q %q", a.ID, b.ID)
+	}
+	if a.Clients != 3 || b.Clients != 4 {
+		t.Errorf("clients %d, %d; want 3, 4", a.Clients, b.Clients)
+	}
+	if a.Relayed != 1 || b.Relayed != 1 { // a's client of r1, b's of r0
+		t.Errorf("relayed %d, %d; want 1, 1", a.Relayed, b.Relayed)
+	}
+	if a.RoomsOwned != 1 || b.RoomsOwned != 2 || a.Hosted != 3 || b.Hosted != 3 {
+		t.Errorf("rooms %d, %d, hosted %d, %d; want 1, 2, 3, 3", a.RoomsOwned, b.RoomsOwned, a.Hosted, b.Hosted)
+	}
+	// Direct: 10, 20, 30 ms (r2's client has no join time, "gone" no node);
+	// relayed: 50, 60 ms.
+	if d, r := rep.JoinDirectMS, rep.JoinRelayedMS; d == nil || r == nil || d.Samples != 3 || d.P50 != 20 || d.Max != 30 ||
+		r.Samples != 2 || r.P50 != 50 || r.Max != 60 {
+		t.Errorf("join direct %+v, relayed %+v", d, r)
+	}
+
+	copies := copiesByNode(map[string]int64{"r0": 1000, "r1": 3000, "r2": 1000, "quiet": 0}, ids, owner)
+	if !slices.Equal(copies, []int64{1000, 4000}) {
+		t.Fatalf("copies %v, want [1000 4000]", copies)
+	}
+	if c := copiesByNode(map[string]int64{"r0": 10, "elsewhere": 5}, ids, owner); c != nil {
+		t.Errorf("a room with media and no known node attributed: %v", c)
+	}
+	rep.serverCPU([]*cpuTimes{{User: 0.010, System: 0.002}, {User: 0.030, System: 0.008}}, copies, 5000, 2)
+	if !rep.CopiesByNode {
+		t.Error("copies_by_node not set")
+	}
+	near := func(got, want float64) bool { return got > want-1e-6 && got < want+1e-6 }
+	s := rep.Server
+	if !near(s.CPUUserS, 0.040) || !near(s.CPUSystemS, 0.010) || !near(s.CPUPercent, 2.5) || s.CPUUSPerCopy == nil || !near(s.CPUUSPerCopy.Total, 10) {
+		t.Errorf("server totals %+v (per copy %+v)", s, s.CPUUSPerCopy)
+	}
+	a, b = rep.Nodes[0], rep.Nodes[1]
+	if a.CPUUSPerCopy == nil || !near(a.CPUUSPerCopy.Total, 12) || !near(a.CPUUSPerCopy.User, 10) || !near(a.CPUUS, 10000) {
+		t.Errorf("node a per copy %+v, µs %v", a.CPUUSPerCopy, a.CPUUS)
+	}
+	if b.CPUUSPerCopy == nil || !near(b.CPUUSPerCopy.Total, 9.5) || !near(b.CPUShare, 0.76) || !near(a.CPUShare, 0.24) || b.Copies != 4000 {
+		t.Errorf("node b %+v", b)
+	}
+
+	// Not attributed: totals only, a share per node, no per-node cost.
+	rep.serverCPU([]*cpuTimes{{User: 0.010}, nil}, nil, 5000, 2)
+	if rep.CopiesByNode || rep.Nodes[0].CPUUSPerCopy != nil || !near(rep.Nodes[0].CPUShare, 1) || rep.Server.CPUUSPerCopy == nil ||
+		rep.Nodes[1].CPUUserS != 0 || rep.Nodes[1].Copies != 0 {
+		t.Errorf("unattributed: %+v", rep)
+	}
+
+	rep.Server.RSSAfterKiB, rep.Nodes[0].RSSAfterKiB, rep.Nodes[1].RSSAfterKiB = 3, 1, 2
+	var out bytes.Buffer
+	rep.printSummary(&out)
+	for _, want := range []string{"node na https://a (pid 1): 3 clients dialed it (1 relayed", "node nb https://b (pid 2): 4 clients", "all 2 nodes: CPU"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 var parleyBin = flag.String("parley-bin", "", "path of the parley binary: runs the end-to-end smoke test (or PARLEY_BIN)")
 
 // smokeServer is a parley serve on loopback with the account "load".
@@ -291,6 +420,32 @@ func TestSmokeFanout(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "report.json")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSmokeFanoutRooms runs fanout in two rooms at once (one publisher and
+// two subscribers each) on one node: both rooms' media arrives, and the
+// node's figures are the run's.
+func TestSmokeFanoutRooms(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := startSmokeServer(ctx, t)
+	rep := runSmoke(ctx, t, s, config{Scenario: "fanout", N: 2, K: 1, Rooms: 2, Rate: 20, Duration: 2 * time.Second, Warmup: 2 * time.Second})
+	if rep.ClientsOK != 6 || rep.ClientsFailed != 0 || rep.Rooms != 2 {
+		t.Errorf("clients %d ok, %d failed, %d rooms; want 6, 0, 2", rep.ClientsOK, rep.ClientsFailed, rep.Rooms)
+	}
+	if rep.Tracks != 8 {
+		t.Errorf("%d tracks received, want 8 (audio and video at each of 2×2 subscribers)", rep.Tracks)
+	}
+	if len(rep.Nodes) != 1 {
+		t.Fatalf("%d nodes reported, want 1", len(rep.Nodes))
+	}
+	n := rep.Nodes[0]
+	if n.URL != s.url || n.PID != s.pid || n.Clients != 6 || n.Hosted != 6 || n.RoomsOwned != 2 || n.Relayed != 0 {
+		t.Errorf("node %+v", n)
+	}
+	if !rep.CopiesByNode || n.Copies != rep.PacketsReceived || n.Copies == 0 || n.CPUUSPerCopy == nil || n.RSSAfterKiB != rep.Server.RSSAfterKiB {
+		t.Errorf("node figures %+v against the run's %d copies, server %+v", n, rep.PacketsReceived, rep.Server)
 	}
 }
 

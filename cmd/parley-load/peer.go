@@ -43,7 +43,8 @@ type trackStats struct {
 	maxExt   atomic.Int64 // highest extended sequence number
 	firstExt int64
 	video    bool
-	lat      Hist // one-way latency, µs, while recording
+	room     string // the receiving client's
+	lat      Hist   // one-way latency, µs, while recording
 }
 
 // stats is everything the clients measure.
@@ -96,11 +97,14 @@ func (s *stats) snapshot() map[*trackStats]trackSnap {
 // idles or chats, a PeerConnection.
 type client struct {
 	name         string
+	room         string
+	node         int // the index of the -url its socket dialed
 	s            *sock
 	pc           *webrtc.PeerConnection
 	st           *stats
 	start        time.Time
 	gotData      atomic.Bool
+	joined       atomic.Int64 // its join time (ns; 0: not yet)
 	pending      atomic.Bool
 	stop         chan struct{}
 	wg           sync.WaitGroup
@@ -122,7 +126,7 @@ type clientOpts struct {
 
 // newClient opens the socket, joins and, with media, offers.
 func newClient(ctx context.Context, a *api, pion *webrtc.API, room, name string, st *stats, o clientOpts) (*client, error) {
-	c := &client{name: name, st: st, start: time.Now(), stop: make(chan struct{}), chat: o.chat, expectsMedia: o.expect, joinOnVideo: o.joinOnVideo}
+	c := &client{name: name, room: room, st: st, start: time.Now(), stop: make(chan struct{}), chat: o.chat, expectsMedia: o.expect, joinOnVideo: o.joinOnVideo}
 	s, err := dial(ctx, a, room)
 	if err != nil {
 		return nil, err
@@ -133,7 +137,8 @@ func newClient(ctx context.Context, a *api, pion *webrtc.API, room, name string,
 		return nil, err
 	}
 	if !o.media {
-		st.addJoin(time.Since(c.start))
+		c.joined.Store(int64(time.Since(c.start)))
+		st.addJoin(time.Duration(c.joined.Load()))
 		c.wg.Add(1)
 		go c.readLoop()
 		return c, nil
@@ -318,7 +323,7 @@ const chatPrefix = "parley-load t="
 // readTrack reads a received track into its own buffer and counts it.
 func (c *client) readTrack(tr *webrtc.TrackRemote) {
 	defer c.wg.Done()
-	t := &trackStats{video: tr.Kind() == webrtc.RTPCodecTypeVideo}
+	t := &trackStats{video: tr.Kind() == webrtc.RTPCodecTypeVideo, room: c.room}
 	buf := make([]byte, 1500)
 	var cycles int64
 	var last uint16
@@ -341,7 +346,8 @@ func (c *client) readTrack(tr *webrtc.TrackRemote) {
 			t.received.Store(1)
 			c.st.addTrack(t)
 			if (t.video || !c.joinOnVideo) && !c.gotData.Swap(true) {
-				c.st.addJoin(time.Since(c.start))
+				c.joined.Store(int64(time.Since(c.start)))
+				c.st.addJoin(time.Duration(c.joined.Load()))
 			}
 		} else {
 			diff := seq - last // modulo 2^16

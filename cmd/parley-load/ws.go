@@ -25,7 +25,7 @@ func dial(ctx context.Context, a *api, room string) (*sock, error) {
 	d := websocket.Dialer{TLSClientConfig: a.tls, HandshakeTimeout: 15 * time.Second}
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+a.bearer)
-	h.Set("Origin", a.base)
+	h.Set("Origin", a.originURL())
 	c, resp, err := d.DialContext(ctx, u, h)
 	if err != nil {
 		if resp != nil {
