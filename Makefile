@@ -9,7 +9,7 @@ GO       ?= go
 BIN      := bin/parley
 DATA_DIR ?= ./parley-data
 
-.PHONY: run build test vet fmt-check unit e2e vulncheck bench bench-go clean
+.PHONY: run build test vet fmt-check unit e2e vulncheck bench bench-cluster bench-go clean
 
 ## run: build and start Parley with SQLite in ./parley-data (self-signed TLS).
 ## For a meeting on this machine or the local network, media from loopback and
@@ -34,8 +34,9 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+## The cluster package's tests run a redis-server of their own on loopback.
 unit:
-	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/turn$$')
+	PARLEY_TEST_REQUIRE_REDIS=1 $(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v '/turn$$')
 
 ## e2e: real-browser tests (headless Chromium) in a private network namespace
 ## that has only lo. Both binaries are built outside it (it has no network);
@@ -46,6 +47,10 @@ unit:
 E2E_TEST := bin/e2e.test
 TURN_TEST := bin/turn.test
 LOAD_TEST := bin/load.test
+## The multi-node test (cmd/parley-load/cluster_test.go) starts three nodes,
+## a redis-server and a database of its own in the machine's PostgreSQL,
+## reached inside the namespace over its Unix socket.
+CLUSTER_PG ?= postgres://postgres@/postgres?host=/var/run/postgresql&sslmode=disable
 ## The end-to-end encryption test also needs a test build of parley whose
 ## media tap writes what the SFU forwards (cmd/parley/e2etap.go).
 TAP_BIN := bin/parley-e2etap
@@ -57,8 +62,8 @@ e2e: build
 	cd turn && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.count=1 -test.timeout 5m' "$(CURDIR)/$(TURN_TEST)"
 	cd e2e && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 8m -parley-bin="$$1" -parley-tap-bin="$$2"' \
 		"$(CURDIR)/$(E2E_TEST)" "$(CURDIR)/$(BIN)" "$(CURDIR)/$(TAP_BIN)"
-	cd cmd/parley-load && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1"' \
-		"$(CURDIR)/$(LOAD_TEST)" "$(CURDIR)/$(BIN)"
+	cd cmd/parley-load && unshare -n -- sh -c 'ip link set lo up && exec "$$0" -test.v -test.count=1 -test.timeout 5m -parley-bin="$$1" -cluster-pg="$$2"' \
+		"$(CURDIR)/$(LOAD_TEST)" "$(CURDIR)/$(BIN)" "$(CLUSTER_PG)"
 
 ## vulncheck: govulncheck offline against a locally built vulnerability database
 vulncheck:
@@ -72,6 +77,16 @@ LOAD_BIN := bin/parley-load
 bench: build
 	$(GO) build -trimpath -o $(LOAD_BIN) ./cmd/parley-load
 	unshare -n -- sh -c 'ip link set lo up && exec bench/run.sh "$$0" "$$1"' "$(CURDIR)/$(BIN)" "$(CURDIR)/$(LOAD_BIN)"
+
+## bench-cluster: the load benchmark against two nodes of one cluster
+## (bench/cluster.sh, bench/README.md "Two nodes"): a private redis-server, a
+## fresh PostgreSQL database (over its Unix socket; BENCH_PG to choose),
+## nodes a and b and Redis on CPU 0, parley-load on CPU 1, in a private
+## network namespace with only lo; results in bench/results/cluster-*.json.
+## Needs root, ip, taskset, curl, psql, redis-server. Not part of `make test`.
+bench-cluster: build
+	$(GO) build -trimpath -o $(LOAD_BIN) ./cmd/parley-load
+	unshare -n -- sh -c 'ip link set lo up && exec bench/cluster.sh "$$0" "$$1"' "$(CURDIR)/$(BIN)" "$(CURDIR)/$(LOAD_BIN)"
 
 ## bench-go: every Go benchmark in the tree
 bench-go:

@@ -106,6 +106,7 @@ type Node struct {
 // fails if Redis cannot be reached at start (a configuration error) or
 // another live process uses the same id.
 func Start(ctx context.Context, opts Options, version string) (*Node, error) {
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{opts.Logger}) })
 	ropts, err := redis.ParseURL(opts.RedisURL)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: --redis-url: %s", redactErr(err))
@@ -389,4 +390,17 @@ func redactErr(err error) string {
 		}
 	}
 	return s
+}
+
+var redisLogOnce sync.Once
+
+// redisLogger sends go-redis's own messages (reconnection attempts) to
+// the process log at debug level: the outage itself is reported once by
+// the refresh loop.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l.log != nil {
+		l.log.Debug("redis client", "msg", redactErr(fmt.Errorf(format, v...)))
+	}
 }

@@ -404,10 +404,10 @@ func TestCluster(t *testing.T) {
 		// Bob's tracks are what alice receives; they flow now.
 		flowing := received(stAlice)
 		waitFor(t, 5*time.Second, "bob's media to flow to alice", func() bool { return received(stAlice) > flowing+20 })
+		revoked := time.Now()
 		if err := on(cn, aliceTok).do(ctx, "PUT", "/api/v1/rooms/"+room+"/members/bob", map[string]string{"role": "viewer"}, nil); err != nil {
 			t.Fatal(err)
 		}
-		revoked := time.Now()
 		last, lastGrowth := received(stAlice), time.Now()
 		for time.Since(lastGrowth) < 1500*time.Millisecond {
 			if time.Since(revoked) > 10*time.Second {
@@ -419,7 +419,7 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		stopped := lastGrowth.Sub(revoked)
-		t.Logf("bob's media stopped reaching alice %v after the revocation through node C", stopped.Round(time.Millisecond))
+		t.Logf("bob's last packet reached alice %v after the revocation request to node C was sent", stopped.Round(time.Millisecond))
 		if stopped > 2*time.Second {
 			t.Errorf("publishing stopped after %v, want within 2 s", stopped)
 		}
@@ -530,6 +530,23 @@ func TestCluster(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		t.Logf("joined through %s %v after node n1-b was killed", joinedVia.id, time.Since(killed).Round(time.Millisecond))
+		// Alice's socket, relayed through C to B, was closed with 1012
+		// (join again) once B's registration expired.
+		var closed string
+		waitFor(t, 5*time.Second, "alice's relayed socket to close", func() bool {
+			stAlice.mu.Lock()
+			defer stAlice.mu.Unlock()
+			for _, e := range stAlice.errs {
+				if strings.HasPrefix(e, "alice: socket:") {
+					closed = e
+					return true
+				}
+			}
+			return false
+		})
+		if !strings.Contains(closed, "close 1012") {
+			t.Errorf("alice's socket ended with %q, want close 1012", closed)
+		}
 		owner, _, err := liveOwner(ctx, on(a, aliceTok), room)
 		if err != nil {
 			t.Fatal(err)
@@ -602,5 +619,33 @@ func TestCluster(t *testing.T) {
 		if got, _, err := liveOwner(ctx, on(a, aliceTok), r); err != nil || got != owner {
 			t.Errorf("after the outage the first meeting runs on %q (%v), want %s still", got, err, owner)
 		}
+	})
+
+	t.Run("placements are audited and the audit chain holds", func(t *testing.T) {
+		type entry struct {
+			Target  string
+			Details map[string]any
+		}
+		find := func(action string) []entry {
+			var page struct{ Entries []entry }
+			if err := on(a, aliceTok).do(ctx, "GET", "/api/v1/admin/audit?limit=500&action="+action, nil, &page); err != nil {
+				t.Fatal(err)
+			}
+			var out []entry
+			for _, e := range page.Entries {
+				if e.Target == "room:"+room {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+		if placed := find("cluster.room_placed"); len(placed) == 0 || placed[0].Details["owner"] != "n1-b" {
+			t.Errorf("room placements %+v, want one on n1-b", placed)
+		}
+		moved := find("cluster.room_moved")
+		if len(moved) != 1 || moved[0].Details["previous"] != "n1-b" {
+			t.Errorf("room moves %+v, want one from n1-b", moved)
+		}
+		c.parley(ctx, "", "audit", "verify")
 	})
 }

@@ -24,3 +24,9 @@ var libraryGoroutines = []goleak.Option{
 func VerifyTestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, libraryGoroutines...)
 }
+
+// Find reports the goroutines left running that are not a library's own,
+// for a TestMain that must clean up after the tests before it exits.
+func Find() error {
+	return goleak.Find(libraryGoroutines...)
+}
