@@ -283,5 +283,13 @@ func (n *Node) Owner(ctx context.Context, roomID string) (string, error) {
 	if cur == n.id || n.Live(cur) {
 		return cur, nil
 	}
+	// Not live at the last refresh: perhaps it joined since.
+	live, err := n.rdb.Exists(ctx, n.nodeKey(cur)).Result()
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
+	}
+	if live == 1 {
+		return cur, nil
+	}
 	return "", nil
 }

@@ -350,7 +350,7 @@ func (s *Server) meetingOp(c *fiber.Ctx, op roomOp) error {
 func (s *Server) meetingFlag(ctx context.Context, op, roomID string) bool {
 	v, err := s.onMeeting(ctx, roomOp{Op: op, Room: roomID})
 	if err != nil {
-		s.log.Warn("could not ask the node running a meeting", "room", roomID, "err", err)
+		s.log.Debug("could not ask the node running a meeting", "room", roomID, "err", err)
 	}
 	return v
 }

@@ -506,6 +506,56 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("moderation and settings through any node", func(t *testing.T) {
+		r, err := alice.createRoom(ctx, "moderated")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := dial(ctx, on(a, aliceTok), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.close()
+		if _, err := s.join("moderated"); err != nil {
+			t.Fatal(err)
+		}
+		owner, _, err := liveOwner(ctx, on(a, aliceTok), r)
+		if err != nil || owner == "" {
+			t.Fatalf("owner %q, %v", owner, err)
+		}
+		var other *clusterNode
+		for _, n := range []*clusterNode{a, b, cn} {
+			if n.id != owner {
+				other = n
+				break
+			}
+		}
+		// The meeting runs elsewhere: the node asked must know it is in
+		// progress.
+		err = on(other, aliceTok).do(ctx, "PATCH", "/api/v1/rooms/"+r, map[string]any{"e2ee": true}, nil)
+		var ae *apiError
+		if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "meeting_in_progress" {
+			t.Errorf("switching e2ee through %s during the meeting on %s: %v, want 409 meeting_in_progress", other.id, owner, err)
+		}
+		if err := on(other, aliceTok).do(ctx, "POST", "/api/v1/rooms/"+r+"/end", map[string]any{}, nil); err != nil {
+			t.Fatalf("ending the meeting through %s: %v", other.id, err)
+		}
+		_ = s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			m, err := s.read()
+			if err != nil {
+				t.Fatalf("waiting for ended: %v", err)
+			}
+			if m["type"] == "ended" {
+				break
+			}
+		}
+		err = on(other, aliceTok).do(ctx, "POST", "/api/v1/rooms/"+r+"/end", map[string]any{}, nil)
+		if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "no_meeting" {
+			t.Errorf("ending it again: %v, want 409 no_meeting", err)
+		}
+	})
+
 	t.Run("the owner is killed; a new join is placed elsewhere", func(t *testing.T) {
 		_ = b.cmd.Process.Signal(syscall.SIGKILL)
 		<-b.exited
@@ -616,9 +666,12 @@ func TestCluster(t *testing.T) {
 			return err == nil
 		})
 		t.Logf("placement works again %v after Redis restarted", d.Round(time.Millisecond))
-		if got, _, err := liveOwner(ctx, on(a, aliceTok), r); err != nil || got != owner {
-			t.Errorf("after the outage the first meeting runs on %q (%v), want %s still", got, err, owner)
-		}
+		// Every node registers again within its refresh interval (2 s);
+		// then the console sees the first meeting where it always was.
+		waitFor(t, 5*time.Second, "the console to see the first meeting on "+owner+" again", func() bool {
+			got, _, err := liveOwner(ctx, on(a, aliceTok), r)
+			return err == nil && got == owner
+		})
 	})
 
 	t.Run("placements are audited and the audit chain holds", func(t *testing.T) {
