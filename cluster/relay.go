@@ -549,9 +549,9 @@ func (s *Session) end(reason *Closed) {
 	s.closed = true
 	s.reason = reason
 	s.pending = nil
-	close(s.done)
 	s.mu.Unlock()
-	s.r.forget(s)
+	s.r.forget(s) // before Recv returns: whoever sees the end sees it forgotten
+	close(s.done)
 }
 
 // deliver takes one entry of this session from the inbox.
