@@ -19,6 +19,9 @@ type Recording struct {
 	StartedUS int64
 	EndedUS   int64 // 0 while recording, or when a crash left it unknown
 	Status    string
+	// Node is the cluster node that makes or made the recording ('' on a
+	// single node).
+	Node string
 	// RoomRetentionS is the room's recording_retention_s, read with the
 	// recording (0 when the room is gone or uses the default).
 	RoomRetentionS int64
@@ -51,13 +54,13 @@ type RecordingShare struct {
 	ExpiresUS   int64
 }
 
-const recordingColumns = `r.id, r.room_id, r.started_by, r.started_us, r.ended_us, r.status, COALESCE(rm.recording_retention_s, 0)`
+const recordingColumns = `r.id, r.room_id, r.started_by, r.started_us, r.ended_us, r.status, r.node, COALESCE(rm.recording_retention_s, 0)`
 
 const recordingFrom = ` FROM recordings r LEFT JOIN rooms rm ON rm.id = r.room_id`
 
 func scanRecording(row interface{ Scan(...any) error }) (Recording, error) {
 	var r Recording
-	err := row.Scan(&r.ID, &r.RoomID, &r.StartedBy, &r.StartedUS, &r.EndedUS, &r.Status, &r.RoomRetentionS)
+	err := row.Scan(&r.ID, &r.RoomID, &r.StartedBy, &r.StartedUS, &r.EndedUS, &r.Status, &r.Node, &r.RoomRetentionS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrNotFound
 	}
@@ -99,8 +102,8 @@ func isForeignKeyViolation(err error) bool {
 
 // CreateRecording inserts r (RoomRetentionS is ignored).
 func (s *Store) CreateRecording(ctx context.Context, r Recording) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO recordings (id, room_id, started_by, started_us, ended_us, status)
-		VALUES ($1, $2, $3, $4, $5, $6)`, r.ID, r.RoomID, r.StartedBy, r.StartedUS, r.EndedUS, r.Status)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO recordings (id, room_id, started_by, started_us, ended_us, status, node)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, r.ID, r.RoomID, r.StartedBy, r.StartedUS, r.EndedUS, r.Status, r.Node)
 	if isUniqueViolation(err) {
 		return ErrConflict
 	}
@@ -143,9 +146,44 @@ func (s *Store) queryRecordings(ctx context.Context, q string, args ...any) ([]R
 }
 
 // FinishRecording sets a recording's status and end; ErrNotFound if there
-// is no such recording.
+// is no such recording. It is the recorder's own, unconditional end.
 func (s *Store) FinishRecording(ctx context.Context, id, status string, endedUS int64) error {
 	return s.execOne(ctx, "finish recording", `UPDATE recordings SET status = $1, ended_us = $2 WHERE id = $3`, status, endedUS, id)
+}
+
+// FinishRecordingIf ends a recording that is still in status from: in one
+// transaction, its status and end become status and endedUS, and each of
+// tracks that is still in status from gets its duration, size, status
+// and note. It reports whether it changed the recording: false when there
+// is no such recording or it has left status from (another node, running
+// the same recovery at the same time, or its recorder, finished it
+// first), and then nothing is written. Of several callers at once, one
+// wins.
+func (s *Store) FinishRecordingIf(ctx context.Context, id, from, status string, endedUS int64, tracks []RecordingTrack) (bool, error) {
+	changed := false
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE recordings SET status = $1, ended_us = $2 WHERE id = $3 AND status = $4`,
+			status, endedUS, id, from)
+		if err != nil {
+			return fmt.Errorf("finish recording: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		for _, t := range tracks {
+			if _, err := tx.ExecContext(ctx, `UPDATE recording_tracks SET duration_ms = $1, size = $2, status = $3, note = $4
+				WHERE id = $5 AND recording_id = $6 AND status = $7`,
+				t.DurationMS, t.Size, t.Status, t.Note, t.ID, id, from); err != nil {
+				return fmt.Errorf("finish recording: %w", err)
+			}
+		}
+		changed = true
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return changed, nil
 }
 
 // DeleteRecording removes a recording with its tracks and shares (the

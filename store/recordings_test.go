@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/parley-meet/parley/store"
@@ -170,6 +172,148 @@ func TestRoomRecordingRetention(t *testing.T) {
 		}
 		if rooms, _ := s.ListRooms(ctx); len(rooms) != 1 || rooms[0].RecordingRetentionS != 86400 {
 			t.Errorf("ListRooms = %+v", rooms)
+		}
+	})
+}
+
+// Migration 7 adds the recording's node: a recording made before it (on a
+// single node) reads back with an empty node, and a new one keeps its node.
+func TestRecordingNodeMigration(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
+		ctx := context.Background()
+		o := tg.Options(t)
+		db := storetest.DB(t, o)
+		if err := store.MigrateToForTest(ctx, db, tg.Engine, 6); err != nil {
+			t.Fatalf("migrate to 6: %v", err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO recordings (id, room_id, started_by, started_us, status)
+			VALUES ('rec-before', 'room1', 'user:u1', 100, 'recording')`); err != nil {
+			t.Fatal(err)
+		}
+		s, err := store.Open(ctx, o)
+		if err != nil {
+			t.Fatalf("upgrade: %v", err)
+		}
+		defer s.Close()
+		got, err := s.RecordingByID(ctx, "rec-before")
+		if err != nil || got.Node != "" || got.Status != "recording" || got.StartedUS != 100 {
+			t.Errorf("a recording made before the migration = %+v, %v", got, err)
+		}
+		if err := s.CreateRecording(ctx, store.Recording{ID: "rec-n1", RoomID: "room1", StartedBy: "user:u1", StartedUS: 200,
+			Status: "recording", Node: "node-a"}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.RecordingByID(ctx, "rec-n1")
+		if err != nil || got.Node != "node-a" {
+			t.Errorf("RecordingByID = %+v, %v", got, err)
+		}
+		list, err := s.RecordingsWithStatus(ctx, "recording")
+		if err != nil || len(list) != 2 || list[0].Node != "" || list[1].Node != "node-a" {
+			t.Errorf("RecordingsWithStatus = %+v, %v", list, err)
+		}
+		var node string
+		if err := db.QueryRowContext(ctx, `SELECT node FROM recordings WHERE id = 'rec-n1'`).Scan(&node); err != nil || node != "node-a" {
+			t.Errorf("the node column holds %q, %v", node, err)
+		}
+	})
+}
+
+// FinishRecordingIf changes a recording only while it is still in the
+// given status, with its tracks still in it; of several at once, exactly
+// one wins.
+func TestFinishRecordingIf(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, tg storetest.Target) {
+		ctx := context.Background()
+		s, _ := tg.Open(t)
+		if err := s.CreateRecording(ctx, store.Recording{ID: "rec", RoomID: "r", StartedBy: "user:u1", StartedUS: 100, Status: "recording", Node: "n1"}); err != nil {
+			t.Fatal(err)
+		}
+		live := store.RecordingTrack{ID: "t-live", RecordingID: "rec", File: "a.webm.age", Kind: "av", Codecs: "[]", StartedUS: 110, DurationMS: 1000, Size: 10, Status: "recording"}
+		done := store.RecordingTrack{ID: "t-done", RecordingID: "rec", File: "b.webm.age", Kind: "screen", Codecs: "[]", StartedUS: 120, DurationMS: 500, Size: 5, Status: "complete", Note: "kept"}
+		for _, tr := range []store.RecordingTrack{live, done} {
+			if err := s.AddRecordingTrack(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantLive := live
+		wantLive.DurationMS, wantLive.Size, wantLive.Status, wantLive.Note = 2000, 20, "incomplete", "interrupted"
+		changedDone := done
+		changedDone.DurationMS, changedDone.Size, changedDone.Status, changedDone.Note = 1, 1, "incomplete", "overwritten"
+		ok, err := s.FinishRecordingIf(ctx, "rec", "recording", "incomplete", 3000, []store.RecordingTrack{wantLive, changedDone})
+		if err != nil || !ok {
+			t.Fatalf("FinishRecordingIf = %v, %v", ok, err)
+		}
+		if got, _ := s.RecordingByID(ctx, "rec"); got.Status != "incomplete" || got.EndedUS != 3000 || got.Node != "n1" {
+			t.Errorf("after FinishRecordingIf: %+v", got)
+		}
+		if got, _ := s.RecordingTrack(ctx, "rec", "t-live"); got != wantLive {
+			t.Errorf("the track still recording = %+v, want %+v", got, wantLive)
+		}
+		if got, _ := s.RecordingTrack(ctx, "rec", "t-done"); got != done {
+			t.Errorf("a finished track was changed: %+v, want %+v", got, done)
+		}
+		// Again: the recording has left "recording"; nothing is written.
+		again := wantLive
+		again.Status, again.Note = "failed", "second"
+		ok, err = s.FinishRecordingIf(ctx, "rec", "recording", "failed", 9000, []store.RecordingTrack{again})
+		if err != nil || ok {
+			t.Errorf("second FinishRecordingIf = %v, %v", ok, err)
+		}
+		if got, _ := s.RecordingByID(ctx, "rec"); got.Status != "incomplete" || got.EndedUS != 3000 {
+			t.Errorf("after the second FinishRecordingIf: %+v", got)
+		}
+		if got, _ := s.RecordingTrack(ctx, "rec", "t-live"); got != wantLive {
+			t.Errorf("the second FinishRecordingIf changed a track: %+v", got)
+		}
+		if ok, err := s.FinishRecordingIf(ctx, "nope", "recording", "incomplete", 1, nil); err != nil || ok {
+			t.Errorf("unknown recording: %v, %v", ok, err)
+		}
+		// The recorder's own end is unconditional.
+		if err := s.FinishRecording(ctx, "rec", "complete", 4000); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.RecordingByID(ctx, "rec"); got.Status != "complete" || got.EndedUS != 4000 {
+			t.Errorf("after FinishRecording: %+v", got)
+		}
+
+		// Several nodes at once: exactly one wins, and its end is the one kept.
+		for round := range 5 {
+			id := fmt.Sprintf("race-%d", round)
+			if err := s.CreateRecording(ctx, store.Recording{ID: id, RoomID: "r", StartedBy: "user:u1", StartedUS: 1, Status: "recording"}); err != nil {
+				t.Fatal(err)
+			}
+			const n = 8
+			var wg sync.WaitGroup
+			results := make([]bool, n)
+			errs := make([]error, n)
+			start := make(chan struct{})
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					results[i], errs[i] = s.FinishRecordingIf(ctx, id, "recording", "incomplete", int64(1000+i), nil)
+				}()
+			}
+			close(start)
+			wg.Wait()
+			winners := 0
+			var winner int
+			for i := range n {
+				if errs[i] != nil {
+					t.Errorf("%s: caller %d: %v", id, i, errs[i])
+				}
+				if results[i] {
+					winners++
+					winner = i
+				}
+			}
+			if winners != 1 {
+				t.Fatalf("%s: %d callers changed the recording, want 1", id, winners)
+			}
+			if got, _ := s.RecordingByID(ctx, id); got.Status != "incomplete" || got.EndedUS != int64(1000+winner) {
+				t.Errorf("%s: %+v, want the end of caller %d", id, got, winner)
+			}
 		}
 	})
 }
