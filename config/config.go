@@ -954,6 +954,23 @@ func (c *Config) validate() error {
 			"PARLEY_SECRET_KEY (TOTP secrets and signing keys are sealed with it) and PARLEY_TURN_SECRET (TURN credentials are " +
 			"valid on every node); give both in the environment"}
 	}
+	if c.RedisURL != "" && c.Recording {
+		// Any node's portal serves any recording, and any node recovers
+		// the recordings of a node that is gone: every node must reach
+		// the files and decrypt them, so neither may default to the data
+		// directory, which is each node's own.
+		if c.RecordingDir == "" {
+			return &Error{Msg: "invalid value for option --recording-dir (PARLEY_RECORDING_DIR): in multi-node mode every node " +
+				"serves and recovers the others' recordings: give --recording-dir, a directory shared by every node (NFS or " +
+				"the like; the default, inside each node's data directory, is not); --recording=false turns recording off"}
+		}
+		if c.RecordingIdentityFile == "" {
+			return &Error{Msg: "invalid value for option --recording-identity-file (PARLEY_RECORDING_IDENTITY_FILE): in " +
+				"multi-node mode every node decrypts the others' recordings: give every node the same age identity file " +
+				"(recordings are encrypted to its recipient, or to --recording-recipients if given); the default, made in " +
+				"each node's data directory, differs from node to node; --recording=false turns recording off"}
+		}
+	}
 	return c.validateTURN()
 }
 

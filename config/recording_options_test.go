@@ -1,8 +1,10 @@
 package config
 
 import (
+	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,5 +45,58 @@ func TestRecordingOptions(t *testing.T) {
 		if _, err := load("--recording-recipients", bad); err == nil {
 			t.Errorf("--recording-recipients %q accepted", bad)
 		}
+	}
+}
+
+// In multi-node mode with recording on, every node must read and decrypt
+// every recording: --recording-dir (shared storage) and
+// --recording-identity-file (the same identity on every node) are
+// required, each refusal naming the option and --recording=false.
+func TestClusterRecordingNeedsSharedDirAndIdentity(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{
+			"PARLEY_SECRET_KEY":  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+			"PARLEY_TURN_SECRET": strings.Repeat("ab", 32),
+		}[k]
+	}
+	cluster := []string{"--redis-url", "redis://127.0.0.1:6379/0", "--database-url", "postgres://parley@db/parley"}
+	const recipient = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
+	cases := []struct {
+		name   string
+		args   []string
+		option string // "" when accepted
+	}{
+		{"defaults", nil, "--recording-dir"},
+		{"identity only", []string{"--recording-identity-file", "/shared/id.txt"}, "--recording-dir"},
+		{"dir only", []string{"--recording-dir", "/shared/rec"}, "--recording-identity-file"},
+		{"dir and recipients", []string{"--recording-dir", "/shared/rec", "--recording-recipients", recipient}, "--recording-identity-file"},
+		{"dir and identity", []string{"--recording-dir", "/shared/rec", "--recording-identity-file", "/shared/id.txt"}, ""},
+		{"dir, identity and recipients", []string{"--recording-dir", "/shared/rec", "--recording-identity-file", "/shared/id.txt",
+			"--recording-recipients", recipient}, ""},
+		{"recording off", []string{"--recording=false"}, ""},
+	}
+	for _, c := range cases {
+		cfg, err := Load("serve", append(append([]string{}, cluster...), c.args...), env, io.Discard)
+		if c.option == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			} else if !cfg.Clustered() {
+				t.Errorf("%s: not clustered", c.name)
+			}
+			continue
+		}
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: err = %v, want a config error", c.name, err)
+			continue
+		}
+		if !strings.HasPrefix(ce.Msg, "invalid value for option "+c.option+" ") || !strings.Contains(ce.Msg, "--recording=false") {
+			t.Errorf("%s: message %q does not name %s and --recording=false", c.name, ce.Msg, c.option)
+		}
+	}
+	// A single node keeps its defaults (the data directory's identity and
+	// recordings directory).
+	if _, err := Load("serve", []string{"--database-url", "postgres://parley@db/parley"}, env, io.Discard); err != nil {
+		t.Errorf("single node with the defaults: %v", err)
 	}
 }

@@ -73,7 +73,8 @@
 // dies mid-recording leaves a file whose every chunk but the last decrypts
 // and authenticates, and whose end is missing. The catalog is told each
 // file's size and duration every 5 s while it is written. At startup,
-// Recover marks recordings left "recording" as "incomplete" and, with an
+// Recover marks recordings left "recording" as "incomplete" (on a
+// cluster, only those of this node or of nodes that are gone) and, with an
 // identity, measures what each file holds. Open serves such a file up to
 // its last complete WebM element (Media.Incomplete): a valid WebM that
 // ends early. Damage anywhere before the file's last chunk is still an
@@ -110,7 +111,22 @@
 // retention has passed: counted from their end, or from their start when
 // they did not end normally; 0 keeps them forever.
 //
-// Recover assumes one recorder per catalog: a node that shares its
-// PostgreSQL database with another recording node would take the other's
-// recordings in progress for interrupted ones.
+// # Several nodes
+//
+// In multi-node mode every node records the meetings it hosts into the
+// one catalog (the shared PostgreSQL database), and each recording names
+// its node (Config.Node). Recover takes for interrupted only this node's
+// recordings that it is not making and those of nodes that are no longer
+// live in the cluster, once they are OrphanAge old; another live node's
+// recordings in progress are left alone. The command runs it when the
+// node has joined and then every 30 s, so that a killed node's recordings
+// become incomplete without waiting for its restart. Recordings are
+// finished conditionally (only while still "recording"), so that nodes
+// recovering at the same time change each one once; the recorder's own
+// end is written unconditionally, so that a node cut off from the cluster
+// for a while, whose recordings another node took for orphans, still
+// completes them. For every node's portal to serve every recording, the
+// recordings directory and the identity are shared by all nodes (the
+// command requires both to be given explicitly); a node that recovers an
+// orphan whose files it cannot find keeps the progress the catalog saved.
 package recording

@@ -75,7 +75,14 @@ func newEnv(t *testing.T) *env {
 // manager makes a Manager on the env, closed when the test ends.
 func (e *env) manager() *recording.Manager {
 	e.t.Helper()
-	cfg := recording.Config{Dir: e.dir, Recipients: []age.Recipient{e.id.Recipient()}, Identities: []age.Identity{e.id}, Store: e.store}
+	return e.managerOn("")
+}
+
+// managerOn makes a Manager of cluster node node ("" for a single node)
+// on the env, closed when the test ends.
+func (e *env) managerOn(node string) *recording.Manager {
+	e.t.Helper()
+	cfg := recording.Config{Dir: e.dir, Recipients: []age.Recipient{e.id.Recipient()}, Identities: []age.Identity{e.id}, Store: e.store, Node: node}
 	if os.Getenv("RECORDING_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

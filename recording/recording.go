@@ -54,6 +54,14 @@ const (
 // dbTimeout bounds the catalog writes made from the media goroutines.
 const dbTimeout = 10 * time.Second
 
+// OrphanAge is how old (by this node's clock) a recording of another node
+// must be before Recover takes it for interrupted because its node is not
+// live. A node registers in the cluster before it records, but this node's
+// view of the live nodes may be a refresh old and the nodes' clocks differ
+// a little: a recording just started by a node that has just joined is
+// not taken for an orphan.
+const OrphanAge = time.Minute
+
 // Config configures a Manager.
 type Config struct {
 	Dir        string          // recordings directory; created 0700 if missing
@@ -62,6 +70,10 @@ type Config struct {
 	Store      *store.Store
 	Logger     *slog.Logger // nil: discard
 	Now        func() time.Time
+	// Node is this node's id in a cluster (multi-node mode), written with
+	// every recording started here; "" on a single node. Recover tells
+	// this node's recordings from the others' by it.
+	Node string
 }
 
 // Source is what can be recorded: *sfu.Room satisfies it. An alias of an
@@ -88,6 +100,7 @@ type Recording struct {
 	StartedAt    time.Time
 	EndedAt      time.Time // zero while recording, or when a crash left it unknown
 	Status       string    // recording | complete | incomplete | failed
+	Node         string    // the cluster node that makes or made it ("" on a single node)
 	Participants []string  // display names, in the order their tracks started
 	Tracks       []Track
 	Shares       []Share // expired ones included
@@ -123,6 +136,7 @@ type Manager struct {
 	store      *store.Store
 	log        *slog.Logger
 	now        func() time.Time
+	node       string
 
 	// crashed: a test has simulated a crash; files are abandoned
 	// unfinished and the catalog is left as it was.
@@ -153,7 +167,7 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("recording: create %s: %w", cfg.Dir, err)
 	}
 	m := &Manager{dir: cfg.Dir, recipients: cfg.Recipients, identities: cfg.Identities, store: cfg.Store,
-		log: cfg.Logger, now: cfg.Now, active: map[string]*session{}}
+		log: cfg.Logger, now: cfg.Now, node: cfg.Node, active: map[string]*session{}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -183,7 +197,7 @@ func (m *Manager) Start(ctx context.Context, src Source, opt StartOptions) (Reco
 	m.active[opt.RoomID] = s
 	m.mu.Unlock()
 
-	rec := store.Recording{ID: id, RoomID: opt.RoomID, StartedBy: opt.StartedBy, StartedUS: m.now().UnixMicro(), Status: StatusRecording}
+	rec := store.Recording{ID: id, RoomID: opt.RoomID, StartedBy: opt.StartedBy, StartedUS: m.now().UnixMicro(), Status: StatusRecording, Node: m.node}
 	err := m.store.CreateRecording(ctx, rec)
 	var tap *sfu.Tap
 	if err == nil {
@@ -208,7 +222,7 @@ func (m *Manager) Start(ctx context.Context, src Source, opt StartOptions) (Reco
 	}
 	close(s.started)
 	m.log.Info("recording: started", "recording", id, "room", opt.RoomID)
-	return Recording{ID: id, RoomID: opt.RoomID, StartedBy: opt.StartedBy, StartedAt: time.UnixMicro(rec.StartedUS), Status: StatusRecording}, nil
+	return Recording{ID: id, RoomID: opt.RoomID, StartedBy: opt.StartedBy, StartedAt: time.UnixMicro(rec.StartedUS), Status: StatusRecording, Node: m.node}, nil
 }
 
 // Stop finishes the room's recording: every file is completed and the
@@ -247,7 +261,11 @@ func (m *Manager) Stop(ctx context.Context, roomID string) (Recording, error) {
 	return m.Get(ctx, s.id)
 }
 
-// stop ends a session's media and marks its end in the catalog.
+// stop ends a session's media and marks its end in the catalog. The end
+// is written whatever the catalog says: a node cut off from the cluster
+// for a while may find its recording taken for an orphan and marked
+// incomplete by another, and its own end, which knows the files are
+// whole, is the one that counts.
 func (m *Manager) stop(ctx context.Context, s *session) error {
 	s.finish()
 	if m.crashed.Load() {
@@ -342,19 +360,37 @@ func (m *Manager) Close() error {
 	return errors.Join(errs...)
 }
 
-// Recover, at startup, marks the recordings that a crash left
-// "recording" as "incomplete". Their files hold every complete 64 KiB
-// chunk written before the crash; with an identity, each track's size
-// and duration are read from what decrypts, else the last progress the
-// catalog saved is kept. It returns how many recordings it changed.
-func (m *Manager) Recover(ctx context.Context) (int, error) {
+// Recover marks as "incomplete" the recordings that were left
+// "recording" by a process that stopped without finishing them: those of
+// this node (Config.Node) that it is not making now, and those of the
+// nodes that live does not report live, once they are OrphanAge old (a
+// SIGKILLed node's, or one that left the cluster for good; on a cluster
+// with random node ids, a restarted node's former ones). live nil means
+// a single node: no other node can be recording, so every recording left
+// "recording" that this manager is not making is recovered. live is
+// called after the catalog has been read.
+//
+// The files hold every complete 64 KiB chunk written before the stop;
+// with an identity, each track's size and duration are read from what
+// decrypts, else the last progress the catalog saved is kept, as it is
+// when another node's file is not in this node's recordings directory.
+// A recording is changed only if it is still "recording" when it is
+// written (store.FinishRecordingIf), so Recover is idempotent and nodes
+// may run it at the same time: one of them changes each recording. It
+// returns how many recordings it changed.
+func (m *Manager) Recover(ctx context.Context, live func(node string) bool) (int, error) {
 	recs, err := m.store.RecordingsWithStatus(ctx, StatusRecording)
 	if err != nil {
 		return 0, fmt.Errorf("recording: %w", err)
 	}
+	now := m.now()
 	n := 0
 	for _, r := range recs {
 		if m.isActive(r.ID) {
+			continue
+		}
+		foreign := r.Node != m.node
+		if foreign && live != nil && (now.Sub(time.UnixMicro(r.StartedUS)) < OrphanAge || live(r.Node)) {
 			continue
 		}
 		tracks, err := m.store.RecordingTracks(ctx, r.ID)
@@ -362,28 +398,37 @@ func (m *Manager) Recover(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("recording: %w", err)
 		}
 		var end int64
+		var recovered []store.RecordingTrack
 		for _, t := range tracks {
 			if t.Status == StatusRecording {
-				m.recoverTrack(ctx, &t)
-				if err := m.store.UpdateRecordingTrack(ctx, t); err != nil {
-					return n, fmt.Errorf("recording: %w", err)
-				}
+				m.recoverTrack(&t, foreign)
+				recovered = append(recovered, t)
 			}
 			if t.File != "" {
 				end = max(end, t.StartedUS+t.DurationMS*1000)
 			}
 		}
-		if err := m.store.FinishRecording(ctx, r.ID, StatusIncomplete, end); err != nil {
+		changed, err := m.store.FinishRecordingIf(ctx, r.ID, StatusRecording, StatusIncomplete, end, recovered)
+		if err != nil {
 			return n, fmt.Errorf("recording: %w", err)
 		}
-		m.log.Warn("recording: recovered an interrupted recording", "recording", r.ID, "room", r.RoomID)
+		if !changed {
+			continue // finished meanwhile, by its recorder or another node's Recover
+		}
+		if foreign {
+			m.log.Warn("recording: recovered a recording interrupted on a node that is gone", "recording", r.ID, "room", r.RoomID, "node", r.Node)
+		} else {
+			m.log.Warn("recording: recovered an interrupted recording", "recording", r.ID, "room", r.RoomID)
+		}
 		n++
 	}
 	return n, nil
 }
 
-// recoverTrack learns what an interrupted file holds.
-func (m *Manager) recoverTrack(ctx context.Context, t *store.RecordingTrack) {
+// recoverTrack learns what an interrupted file holds. A file of another
+// node's recording that is not here (the recordings directory is not
+// shared) keeps the progress the catalog saved.
+func (m *Manager) recoverTrack(t *store.RecordingTrack, foreign bool) {
 	t.Status = StatusIncomplete
 	if t.Note == "" {
 		t.Note = "the recording was interrupted; the file plays up to its last complete part"
@@ -392,6 +437,10 @@ func (m *Manager) recoverTrack(ctx context.Context, t *store.RecordingTrack) {
 		t.Status, t.Note = StatusFailed, "the catalog names no valid file"
 		return
 	} else if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if foreign {
+			m.log.Warn("recording: an interrupted file of another node is not in the recordings directory (is it shared?)", "track", t.ID)
+			return
+		}
 		t.Status, t.Note = StatusFailed, "the file is missing"
 		return
 	}
@@ -459,7 +508,7 @@ func (m *Manager) List(ctx context.Context) ([]Recording, error) {
 }
 
 func assemble(r store.Recording, tracks []store.RecordingTrack, shares []store.RecordingShare) Recording {
-	rec := Recording{ID: r.ID, RoomID: r.RoomID, StartedBy: r.StartedBy, StartedAt: time.UnixMicro(r.StartedUS), Status: r.Status}
+	rec := Recording{ID: r.ID, RoomID: r.RoomID, StartedBy: r.StartedBy, StartedAt: time.UnixMicro(r.StartedUS), Status: r.Status, Node: r.Node}
 	if r.EndedUS != 0 {
 		rec.EndedAt = time.UnixMicro(r.EndedUS)
 	}

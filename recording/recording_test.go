@@ -283,11 +283,11 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	m2 := e.manager() // the restarted process
-	n, err := m2.Recover(context.Background())
+	n, err := m2.Recover(context.Background(), nil)
 	if err != nil || n != 1 {
 		t.Fatalf("Recover = %d, %v", n, err)
 	}
-	if n, _ := m2.Recover(context.Background()); n != 0 {
+	if n, _ := m2.Recover(context.Background(), nil); n != 0 {
 		t.Errorf("a second Recover changed %d", n)
 	}
 	r, _ = m2.Get(context.Background(), rec.ID)

@@ -113,7 +113,12 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 		return code
 	}
 	// Recording: the catalog and keys; unfinished recordings of a crash
-	// are marked incomplete.
+	// are marked incomplete (in multi-node mode by runRecovery, below,
+	// once the node has joined). A node without --node-id gets its random
+	// id now, so that its recordings carry the id it registers with.
+	if cfg.Clustered() && cfg.NodeID == "" {
+		cfg.NodeID = randomNodeID()
+	}
 	recs, code := startRecording(ctx, cfg, st, auditLog, log, e)
 	if code != 0 {
 		turnSrv.Close()
@@ -235,6 +240,10 @@ func cmdServe(ctx context.Context, args []string, e env) int {
 	if recs != nil {
 		janitor.Add(1)
 		go runRetention(janitorCtx, recs, cfg.RecordingRetention, auditLog, log, retentionInterval, &janitor)
+	}
+	if recs != nil && node != nil {
+		janitor.Add(1)
+		go runRecovery(janitorCtx, recs, node, auditLog, log, recoveryInterval, &janitor)
 	}
 	defer func() { stopJanitor(); janitor.Wait() }()
 
