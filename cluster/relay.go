@@ -267,6 +267,9 @@ func (r *relay) readLoop() {
 				r.dispatch(m.Values)
 			}
 		}
+		// What has been read is dropped: an inbox holds only what its node
+		// has yet to read (the last entry read stays, as a marker).
+		r.n.rdb.XTrimMinID(ctx, r.inbox(r.n.id), r.lastID)
 	}
 }
 

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/parley-meet/parley/recording"
 )
 
 var (
@@ -124,6 +126,11 @@ func newTestCluster(ctx context.Context, t *testing.T) *testCluster {
 	c.dbURL = u.String()
 	c.redisPort = freePort(t)
 	c.redis = c.startRedis(rs)
+	// Recordings: one directory and one age identity every node shares
+	// (storage shared by the nodes, as in production).
+	if _, err := recording.LoadOrCreateIdentity(c.dir); err != nil {
+		t.Fatal(err)
+	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	c.env = append(cleanEnv(), "PARLEY_SECRET_KEY="+base64.StdEncoding.EncodeToString(key), "PARLEY_TURN_SECRET="+randHex(32))
@@ -205,7 +212,8 @@ func (c *testCluster) start(ctx context.Context, id string) *clusterNode {
 	n.cmd = exec.Command(c.bin, "serve", "--data-dir", dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--public-url", clusterURL, "--ws-allowed-origins", strings.Join(origins, ","), "--database-url", c.dbURL, "--redis-url", c.redisURL(), "--node-id", id,
 		"--media-udp-port", "0", "--media-tcp-port", "-1", "--turn=false", "--metrics-listen", "off",
-		"--media-allowed-remote", "127.0.0.0/8", "--log-format", "json", "--log-level", "debug")
+		"--media-allowed-remote", "127.0.0.0/8", "--log-format", "json", "--log-level", "debug",
+		"--recording-dir", filepath.Join(c.dir, "recordings"), "--recording-identity-file", filepath.Join(c.dir, "recording-identity.txt"))
 	n.cmd.Env = c.env
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	if err := n.cmd.Start(); err != nil {
@@ -536,6 +544,18 @@ func TestCluster(t *testing.T) {
 		var ae *apiError
 		if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != "meeting_in_progress" {
 			t.Errorf("switching e2ee through %s during the meeting on %s: %v, want 409 meeting_in_progress", other.id, owner, err)
+		}
+		// A recording started through a node that does not run the
+		// meeting runs where the meeting is; every node reports it.
+		var rec struct{ Recording bool }
+		if err := on(other, aliceTok).do(ctx, "POST", "/api/v1/rooms/"+r+"/recording", map[string]string{"action": "start"}, &rec); err != nil || !rec.Recording {
+			t.Fatalf("starting a recording through %s: %v %+v", other.id, err, rec)
+		}
+		for _, n := range []*clusterNode{a, b, cn} {
+			var view struct{ Room struct{ Recording bool } }
+			if err := on(n, aliceTok).do(ctx, "GET", "/api/v1/rooms/"+r, nil, &view); err != nil || !view.Room.Recording {
+				t.Errorf("node %s's view of the room: recording %v, %v", n.id, view.Room.Recording, err)
+			}
 		}
 		if err := on(other, aliceTok).do(ctx, "POST", "/api/v1/rooms/"+r+"/end", map[string]any{}, nil); err != nil {
 			t.Fatalf("ending the meeting through %s: %v", other.id, err)
