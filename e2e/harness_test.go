@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/parley-meet/parley/internal/leakcheck"
+	"github.com/parley-meet/parley/internal/syncbuf"
 )
 
 var (
@@ -81,24 +81,8 @@ func environment(t *testing.T) (parleyBin, chromium string) {
 	return parleyBin, chromium
 }
 
-// syncBuffer is a bytes.Buffer that a child process writes to while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is what a child process writes to while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // waitFor polls cond every 50 ms until it is true, ctx ends or the process
 // behind exited ends. It returns why it stopped.

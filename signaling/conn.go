@@ -238,18 +238,7 @@ func (c *conn) finish() {
 	}
 	deadline := time.Now().Add(min(c.writeTimeout, flushBudget))
 	c.ws.SetWriteDeadline(deadline)
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			c.mu.Unlock()
-			break
-		}
-		b := c.pop()
-		c.mu.Unlock()
-		if c.ws.WriteMessage(websocket.TextMessage, b) != nil {
-			break
-		}
-	}
+	c.flush(func(b []byte) bool { return c.ws.WriteMessage(websocket.TextMessage, b) == nil })
 	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
 	nc := c.ws.NetConn()
 	nc.SetReadDeadline(time.Now().Add(closeWait))
@@ -270,19 +259,25 @@ func (c *conn) finish() {
 // finishWire sends what is queued over the wire, then the close (which the
 // other node turns into the client's close frame).
 func (c *conn) finishWire() {
+	c.flush(func(b []byte) bool { return c.wire.Send(websocket.TextMessage, b) })
+	c.wire.Close(c.closeCode, c.closeText)
+}
+
+// flush writes what is queued with write, oldest first, until the queue
+// is empty or write fails.
+func (c *conn) flush(write func([]byte) bool) {
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
 			c.mu.Unlock()
-			break
+			return
 		}
 		b := c.pop()
 		c.mu.Unlock()
-		if !c.wire.Send(websocket.TextMessage, b) {
-			break
+		if !write(b) {
+			return
 		}
 	}
-	c.wire.Close(c.closeCode, c.closeText)
 }
 
 // readWS reads the socket until it fails or closes, passing each message

@@ -6,7 +6,6 @@ package main
 // e2e), where PostgreSQL is reached over its Unix socket.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/parley-meet/parley/internal/syncbuf"
 	"github.com/parley-meet/parley/recording"
 )
 
@@ -65,22 +65,7 @@ type clusterNode struct {
 	exited chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 func randHex(n int) string {
 	b := make([]byte, n)
@@ -336,6 +321,25 @@ func waitFor(t *testing.T, d time.Duration, what string, f func() bool) time.Dur
 	return time.Since(start)
 }
 
+// socketEnd waits for the client name of st to report its socket's end
+// and returns that error's text and how long it took.
+func socketEnd(t *testing.T, st *stats, name string) (string, time.Duration) {
+	t.Helper()
+	var closed string
+	d := waitFor(t, 10*time.Second, name+"'s socket to close", func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for _, e := range st.errs {
+			if strings.HasPrefix(e, name+": socket:") {
+				closed = e
+				return true
+			}
+		}
+		return false
+	})
+	return closed, d
+}
+
 func TestCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -441,18 +445,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Bob's client reads its socket; its error is the close.
-		var closed string
-		d := waitFor(t, 10*time.Second, "bob's socket to close", func() bool {
-			stBob.mu.Lock()
-			defer stBob.mu.Unlock()
-			for _, e := range stBob.errs {
-				if strings.HasPrefix(e, "bob: socket:") {
-					closed = e
-					return true
-				}
-			}
-			return false
-		})
+		closed, d := socketEnd(t, stBob, "bob")
 		t.Logf("%v after the account was disabled: %s", d.Round(time.Millisecond), closed)
 		if !strings.Contains(closed, "close 1008") {
 			t.Errorf("bob's socket ended with %q, want close 1008", closed)
@@ -602,18 +595,7 @@ func TestCluster(t *testing.T) {
 		t.Logf("joined through %s %v after node n1-b was killed", joinedVia.id, time.Since(killed).Round(time.Millisecond))
 		// Alice's socket, relayed through C to B, was closed with 1012
 		// (join again) once B's registration expired.
-		var closed string
-		waitFor(t, 5*time.Second, "alice's relayed socket to close", func() bool {
-			stAlice.mu.Lock()
-			defer stAlice.mu.Unlock()
-			for _, e := range stAlice.errs {
-				if strings.HasPrefix(e, "alice: socket:") {
-					closed = e
-					return true
-				}
-			}
-			return false
-		})
+		closed, _ := socketEnd(t, stAlice, "alice")
 		if !strings.Contains(closed, "close 1012") {
 			t.Errorf("alice's socket ended with %q, want close 1012", closed)
 		}
