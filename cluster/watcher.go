@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -93,3 +95,40 @@ func (w *PolicyWatcher) Close() {
 func redisChannelOptions() []redis.ChannelOption {
 	return []redis.ChannelOption{redis.WithChannelSize(64), redis.WithChannelHealthCheckInterval(3 * time.Second)}
 }
+
+// Announcer tells the nodes of a cluster that the stored policy changed,
+// for a process that is not a node (`parley user`, `parley role`). It is a
+// persist.Watcher that only announces.
+type Announcer struct {
+	rdb     *redis.Client
+	channel string
+}
+
+var _ persist.Watcher = (*Announcer)(nil)
+
+// NewAnnouncer connects to the cluster's Redis (no request is made until
+// Update).
+func NewAnnouncer(redisURL string) (*Announcer, error) {
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: --redis-url: %s", redactErr(err))
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.MaxRetries = 2*time.Second, 2*time.Second, 2*time.Second, 1
+	return &Announcer{rdb: redis.NewClient(opts), channel: DefaultPrefix + "policy"}, nil
+}
+
+// SetUpdateCallback does nothing: an announcer hears nothing.
+func (a *Announcer) SetUpdateCallback(func(string)) error { return nil }
+
+// Update announces a change to every node.
+func (a *Announcer) Update() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := a.rdb.Publish(ctx, a.channel, "operator policy").Err(); err != nil {
+		return errors.New(redactErr(err))
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (a *Announcer) Close() { a.rdb.Close() }

@@ -331,7 +331,7 @@ func (o Option) Env() string {
 // storeOptions are the options of commands that only open the store
 // (`parley audit verify`, `parley user ...`).
 var storeOptions = []string{"config", "data-dir", "database-url", "log-format", "log-level",
-	"public-url", "secret-key", "password-min-length"}
+	"public-url", "secret-key", "password-min-length", "redis-url"}
 
 // options is the table of every option. "config" is handled specially: it
 // names the YAML file and cannot itself be set from YAML.

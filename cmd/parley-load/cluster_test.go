@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,6 +348,7 @@ func TestCluster(t *testing.T) {
 	c.parley(ctx, clusterPassword+"\n", "user", "add", "--username", "alice", "--role", "admin", "--password-stdin")
 	c.parley(ctx, clusterPassword+"\n", "user", "add", "--username", "bob", "--password-stdin")
 	c.parley(ctx, clusterPassword+"\n", "user", "add", "--username", "carol", "--password-stdin")
+	c.parley(ctx, clusterPassword+"\n", "user", "add", "--username", "erin", "--password-stdin")
 	// With no load anywhere, placement takes the first id: n1-b.
 	c.plan("n2-a", "n1-b", "n3-c")
 	a := c.start(ctx, "n2-a")
@@ -355,11 +357,12 @@ func TestCluster(t *testing.T) {
 	alice, aliceTok := c.account(ctx, a, "alice")
 	_, bobTok := c.account(ctx, cn, "bob") // a session made on one node is good on every node
 	_, carolTok := c.account(ctx, b, "carol")
+	_, erinTok := c.account(ctx, a, "erin")
 	room, err := alice.createRoom(ctx, "across nodes")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{"bob", "carol"} {
+	for _, u := range []string{"bob", "carol", "erin"} {
 		if err := alice.do(ctx, "PUT", "/api/v1/rooms/"+room+"/members/"+u, map[string]string{"role": "member"}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -449,6 +452,46 @@ func TestCluster(t *testing.T) {
 		t.Logf("%v after the account was disabled: %s", d.Round(time.Millisecond), closed)
 		if !strings.Contains(closed, "close 1008") {
 			t.Errorf("bob's socket ended with %q, want close 1008", closed)
+		}
+	})
+
+	t.Run("an operator's role change reaches every node at once", func(t *testing.T) {
+		c.parley(ctx, "", "role", "define", "speaker", "room.join", "room.publish", "--redis-url", c.redisURL())
+		if err := alice.do(ctx, "PUT", "/api/v1/rooms/"+room+"/members/erin", map[string]string{"role": "speaker"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		c.parley(ctx, "", "role", "define", "speaker", "room.join", "--redis-url", c.redisURL())
+		start := time.Now()
+		for _, n := range []*clusterNode{a, b, cn} {
+			waitFor(t, 3*time.Second, "node "+n.id+" to apply the new definition", func() bool {
+				var v struct{ Room struct{ Permissions []string } }
+				if err := on(n, erinTok).do(ctx, "GET", "/api/v1/rooms/"+room, nil, &v); err != nil {
+					t.Fatal(err)
+				}
+				return !slices.Contains(v.Room.Permissions, "room.publish") && slices.Contains(v.Room.Permissions, "room.join")
+			})
+		}
+		d := time.Since(start)
+		t.Logf("every node applied the operator's change %v after the command", d.Round(time.Millisecond))
+		if d > time.Second {
+			t.Errorf("the change took %v to reach every node, want within 1 s", d)
+		}
+	})
+
+	t.Run("signing out on one node closes the socket another node relays", func(t *testing.T) {
+		var st stats
+		erin, err := newClient(ctx, on(cn, erinTok), pion, room, "erin", &st, clientOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer erin.close()
+		if err := on(a, erinTok).do(ctx, "POST", "/api/v1/auth/logout", map[string]any{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		closed, d := socketEnd(t, &st, "erin")
+		t.Logf("%v after signing out through n2-a: %s", d.Round(time.Millisecond), closed)
+		if !strings.Contains(closed, "close 1008") || d > 2*time.Second {
+			t.Errorf("erin's socket through n3-c ended with %q after %v, want close 1008 within 2 s", closed, d)
 		}
 	})
 

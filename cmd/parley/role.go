@@ -19,8 +19,9 @@ Commands:
                               recording.* actions
 
 Custom roles are policy data: define one here, then give it to people with
-PUT /api/v1/rooms/{id}/members/{username} {"role": ROLE}. The change reaches
-a running server at its next start (or Reload).
+PUT /api/v1/rooms/{id}/members/{username} {"role": ROLE}. A running server
+applies the change within 5 s; the nodes of a cluster at once when the
+command is given their --redis-url (PARLEY_REDIS_URL).
 `
 
 func cmdRole(ctx context.Context, args []string, e env) int {
@@ -45,11 +46,11 @@ func cmdRole(ctx context.Context, args []string, e env) int {
 		return 2
 	}
 	log := newLogger(cfg, e.stderr)
-	st, authz, code := openPolicy(ctx, cfg, log, e)
+	st, authz, done, code := openPolicy(ctx, cfg, log, e)
 	if st == nil {
 		return code
 	}
-	defer st.Close()
+	defer done()
 	if sub == "define" {
 		role, actions := rest[0], rest[1:]
 		if err := authz.DefineRoomRole(ctx, role, actions); err != nil {

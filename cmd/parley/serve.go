@@ -380,18 +380,33 @@ func newAuthService(cfg *config.Config, st *store.Store, auditLog *audit.Log, au
 
 // openPolicy opens the store and loads the authorization policy for an
 // operator command; on failure it reports why and returns the exit status.
-func openPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, e env) (*store.Store, *rbac.Authorizer, int) {
-	st, code := openStore(ctx, cfg, log, e, false)
+//
+// With --redis-url (multi-node mode), every change it makes is announced
+// to the nodes, which apply it at once (otherwise at their next refresh,
+// within 5 s). done closes the store and the announcer.
+func openPolicy(ctx context.Context, cfg *config.Config, log *slog.Logger, e env) (st *store.Store, authz *rbac.Authorizer, done func(), code int) {
+	st, code = openStore(ctx, cfg, log, e, false)
 	if st == nil {
-		return nil, nil, code
+		return nil, nil, nil, code
 	}
 	authz, err := newAuthorizer(ctx, st, log)
 	if err != nil {
 		st.Close()
 		fmt.Fprintf(e.stderr, "parley: %v\n", err)
-		return nil, nil, 1
+		return nil, nil, nil, 1
 	}
-	return st, authz, 0
+	done = func() { st.Close() }
+	if cfg.RedisURL != "" {
+		ann, err := cluster.NewAnnouncer(cfg.RedisURL)
+		if err != nil {
+			st.Close()
+			fmt.Fprintf(e.stderr, "parley: invalid value for option --redis-url (PARLEY_REDIS_URL): %v\n", err)
+			return nil, nil, nil, 2
+		}
+		authz.SetWatcher(ann)
+		done = func() { ann.Close(); st.Close() }
+	}
+	return st, authz, done, 0
 }
 
 // newAuthorizer loads the policy and teaches rbac which accounts exist and

@@ -90,11 +90,11 @@ func cmdUser(ctx context.Context, args []string, e env) int {
 		return 2
 	}
 	log := newLogger(cfg, e.stderr)
-	st, authz, code := openPolicy(ctx, cfg, log, e)
+	st, authz, done, code := openPolicy(ctx, cfg, log, e)
 	if st == nil {
 		return code
 	}
-	defer st.Close()
+	defer done()
 	svc, code := newAuthService(cfg, st, audit.New(st, nil), authz, log, e)
 	if svc == nil {
 		return code
