@@ -339,8 +339,10 @@ func TestRelaySession(t *testing.T) {
 	// closed), so the echoes are read while sending.
 	const n = 2000
 	read := make(chan error, 1)
+	var got atomic.Int64
 	go func() {
 		for i := 1; i < n; i++ {
+			got.Store(int64(i))
 			_, data, err := s.Recv()
 			if err != nil {
 				read <- fmt.Errorf("message %d: %w", i, err)
@@ -357,7 +359,9 @@ func TestRelaySession(t *testing.T) {
 		if !s.Send(TextMessage, []byte(strconv.Itoa(i))) {
 			t.Fatalf("send %d refused", i)
 		}
-		if i%50 == 0 {
+		// At most a quarter of a session's queue in flight, so that
+		// neither reader falls behind (a slow one is closed, 1008).
+		for int64(i)-got.Load() > sessionQueue/4 {
 			time.Sleep(time.Millisecond)
 		}
 	}
@@ -522,4 +526,26 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("a new room after the outage: %q %v %v", owner, l, err)
 	}
 	l.Release()
+}
+
+// An owner that is registered but does not answer (it has just died, and
+// its registration has yet to expire) does not hold a client: the edge
+// gives up after acceptTimeout.
+func TestRelayOwnerSilent(t *testing.T) {
+	p := newPrefix(t)
+	a := startNode(t, p, "a", nil)
+	ctx := context.Background()
+	a.rdb.HSet(ctx, a.nodeKey("ghost"), "id", "ghost", "capacity", 100, "load", 0)
+	a.rdb.PExpire(ctx, a.nodeKey("ghost"), time.Minute)
+	defer a.rdb.Del(ctx, a.nodeKey("ghost"))
+	start := time.Now()
+	s := a.Open("ghost", []byte("x"))
+	_, _, err := s.Recv()
+	var cl *Closed
+	if !errors.As(err, &cl) || cl.Code != CodeTryAgain {
+		t.Fatalf("a silent owner: %v, want 1013", err)
+	}
+	if d := time.Since(start); d < acceptTimeout || d > acceptTimeout+time.Second {
+		t.Errorf("gave up after %v, want about %v", d, acceptTimeout)
+	}
 }

@@ -39,6 +39,11 @@ const (
 	writeBatch   = 256
 	maxCalls     = 64 // requests served at once
 	inboxTTL     = time.Minute
+	// acceptTimeout bounds how long an edge waits for the owner to accept
+	// a session (it answers in milliseconds when it lives): a client whose
+	// room's owner has just died learns it now, not when the owner's
+	// registration expires.
+	acceptTimeout = 3 * time.Second
 )
 
 // Entry kinds.
@@ -402,6 +407,7 @@ type Session struct {
 	pending  []outMsg
 	payload  string
 	hops     int
+	waiting  *time.Timer // until the owner accepts
 
 	in   chan inMsg
 	done chan struct{}
@@ -436,11 +442,28 @@ func (n *Node) Open(owner string, payload []byte) *Session {
 	r.mu.Unlock()
 	s.mu.Lock()
 	ok := s.sendLocked(kOpen, s.payload)
+	s.waitAcceptLocked()
 	s.mu.Unlock()
 	if !ok {
 		s.fail(CodeTryAgain, "the server is too busy; try again")
 	}
 	return s
+}
+
+// waitAcceptLocked (re)starts the wait for the owner's accept; s.mu is
+// held.
+func (s *Session) waitAcceptLocked() {
+	if s.waiting != nil {
+		s.waiting.Stop()
+	}
+	s.waiting = time.AfterFunc(acceptTimeout, func() {
+		s.mu.Lock()
+		late := !s.accepted && !s.closed
+		s.mu.Unlock()
+		if late {
+			s.fail(CodeTryAgain, "the meeting's server does not answer; join again")
+		}
+	})
 }
 
 func (s *Session) peerID() string {
@@ -552,6 +575,9 @@ func (s *Session) end(reason *Closed) {
 	s.closed = true
 	s.reason = reason
 	s.pending = nil
+	if s.waiting != nil {
+		s.waiting.Stop()
+	}
 	s.mu.Unlock()
 	s.r.forget(s) // before Recv returns: whoever sees the end sees it forgotten
 	close(s.done)
@@ -578,6 +604,9 @@ func (s *Session) deliver(seq uint64, kind, data, from string) {
 	case kAccept:
 		s.accepted = true
 		s.pending = nil
+		if s.waiting != nil {
+			s.waiting.Stop()
+		}
 		s.mu.Unlock()
 	case kMoved:
 		s.moveLocked(data)
@@ -611,6 +640,7 @@ func (s *Session) moveLocked(owner string) {
 		return
 	}
 	s.peer, s.sendSeq, s.recvSeq = owner, 0, 0
+	s.waitAcceptLocked()
 	ok := s.sendLocked(kOpen, s.payload)
 	for _, m := range s.pending {
 		ok = ok && s.sendLocked(m.kind, m.data)
