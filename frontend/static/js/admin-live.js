@@ -57,6 +57,7 @@ const REFRESH_MS = 2500;
  * @property {boolean} locked
  * @property {boolean} recording
  * @property {boolean} e2ee the meeting is end-to-end encrypted (it cannot be recorded)
+ * @property {string} node the server node that runs the meeting (multi-node mode; '' otherwise)
  * @property {string[]} permissions the caller's: room.moderate, room.record, room.manage
  * @property {LiveParticipant[]} participants
  */
@@ -163,6 +164,7 @@ function roomOf(v) {
     locked: v.locked === true,
     recording: v.recording === true,
     e2ee: v.e2ee === true,
+    node: str(v.node),
     permissions: strings(v.permissions),
     participants,
   };
@@ -406,6 +408,7 @@ function drawRoom(first) {
     if (room.recording) badges.append(el('span', { className: 'badge status recording', text: 'Recording' }));
     if (room.locked) badges.append(el('span', { className: 'badge warn', text: 'Locked' }));
     if (room.e2ee) badges.append(el('span', { className: 'badge e2ee', text: 'End-to-end encrypted' }));
+    if (room.node !== '') badges.append(el('span', { className: 'badge', text: `Node ${room.node}` }));
     section.dataset.e2ee = String(room.e2ee);
     const inMeeting = room.participants.filter((p) => !p.inLobby).length;
     const inLobby = room.participants.length - inMeeting;
@@ -511,7 +514,9 @@ async function load() {
   rooms.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   draw(rooms);
   const now = new Date();
-  updatedEl.textContent = `Last updated ${now.toLocaleTimeString()}.`;
+  const missing = strings(res.unreachable_nodes);
+  updatedEl.textContent = `Last updated ${now.toLocaleTimeString()}.` +
+    (missing.length > 0 ? ` Not shown: the meetings of ${missing.join(', ')}, which did not answer.` : '');
   listEl.dataset.updated = String(now.getTime());
   return true;
 }
