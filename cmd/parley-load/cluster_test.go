@@ -464,7 +464,9 @@ func TestCluster(t *testing.T) {
 		start := time.Now()
 		for _, n := range []*clusterNode{a, b, cn} {
 			waitFor(t, 3*time.Second, "node "+n.id+" to apply the new definition", func() bool {
-				var v struct{ Room struct{ Permissions []string } }
+				var v struct {
+					Room struct{ Permissions []string }
+				}
 				if err := on(n, erinTok).do(ctx, "GET", "/api/v1/rooms/"+room, nil, &v); err != nil {
 					t.Fatal(err)
 				}
