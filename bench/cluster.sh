@@ -13,7 +13,8 @@
 #   SCENARIO_SET: all (default) or quick (short, small N: a smoke run).
 # Environment: BENCH_PG, a PostgreSQL URL whose user may create databases
 # (default: postgres on /var/run/postgresql); BENCH_SERVER_CPU,
-# BENCH_GEN_CPU as in bench/run.sh.
+# BENCH_GEN_CPU as in bench/run.sh; BENCH_ONLY, a shell pattern: run only
+# the scenarios whose name matches (e.g. 'fanout*').
 set -eu
 PARLEY=$1
 LOAD=$2
@@ -88,10 +89,15 @@ stop_redis() {
 # node a's (it stands for the load balancer); parley-load sends it as the
 # Origin of every request, to either node. Recording is off (nothing here
 # records; on several nodes it would need shared storage).
+# With a third argument, plain: no --redis-url (a single server on the same
+# database).
 start_node() {
+	cluster="--redis-url redis://127.0.0.1:$REDIS_PORT --node-id $1"
+	[ -z "${3:-}" ] || cluster=
+	# shellcheck disable=SC2086 # $cluster is words or nothing
 	GOMAXPROCS=1 taskset -c "$SERVER_CPU" "$PARLEY" serve --data-dir "$DATA/$1" \
 		--listen 127.0.0.1:$2 --public-url $URL_A \
-		--database-url "$DB_URL" --redis-url redis://127.0.0.1:$REDIS_PORT --node-id "$1" \
+		--database-url "$DB_URL" $cluster \
 		--media-udp-port 0 --media-tcp-port -1 --turn=false --metrics-listen off --recording=false \
 		--media-allowed-remote 127.0.0.0/8 --ws-max-per-user 1000 --ws-max-per-ip 100000 \
 		--log-level warn --log-format json >>"$DATA/node-$1.log" 2>&1 &
@@ -126,9 +132,17 @@ TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL_A -insecure -username load -pass
 TOKEN2=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL_A -insecure -username load2 -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret2" -scenario token 2>>"$DATA/enroll.txt")
 export PARLEY_LOAD_TOKEN="$TOKEN"
 
+# wanted NAME: whether BENCH_ONLY lets scenario NAME run.
+wanted() {
+	# shellcheck disable=SC2254 # BENCH_ONLY is a pattern
+	case $1 in ${BENCH_ONLY:-*}) return 0 ;; esac
+	return 1
+}
+
 run() { # name, args...
 	name=$1
 	shift
+	wanted "$name" || return 0
 	echo "== cluster-$name"
 	# A fresh cluster per scenario (Redis and both nodes; the same
 	# database, so the tokens stay valid): no node's RSS carries the
@@ -142,18 +156,26 @@ run() { # name, args...
 }
 # run_one: the same with node a alone (still in multi-node mode, with
 # Redis): the baseline, on the same machine at the same time.
+# run_plain: node a alone without Redis (not in multi-node mode).
 run_one() { # name, args...
 	name=$1
 	shift
+	wanted "$name" || return 0
 	echo "== cluster-$name"
 	stop_nodes
 	stop_redis
 	start_redis
-	start_node a $PORT_A
+	start_node a $PORT_A $PLAIN
 	wait_ready $URL_A a
 	sleep 2
 	taskset -c "$GEN_CPU" "$LOAD" -url $URL_A -insecure -server-pid "$PID_a" -json "$OUT/cluster-$name.json" "$@" ||
 		echo "!! cluster-$name failed (exit $?)"
+}
+PLAIN=
+run_plain() {
+	PLAIN=plain
+	run_one "$@"
+	PLAIN=
 }
 
 if [ "$SET" = quick ]; then
@@ -166,9 +188,11 @@ fi
 # both nodes (client i on node i mod 2); the servers place the meetings.
 run fanout-4x25 -scenario fanout -rooms 4 -n 25 -warmup 5s -duration 15s
 run_one fanout-4x25-one-node -scenario fanout -rooms 4 -n 25 -warmup 5s -duration 15s
+run_plain fanout-4x25-plain -scenario fanout -rooms 4 -n 25 -warmup 5s -duration 15s
 run meeting-2x6 -scenario meeting -rooms 2 -k 6 -warmup 5s -duration 15s
 # 1,000 idle sockets in rooms of 25 (40 rooms, two accounts) over both
 # nodes.
 export PARLEY_LOAD_TOKEN="$TOKEN,$TOKEN2"
 run idle-ws-n1000 -scenario idle-ws -n 1000 -room-size 25 -rate 100 -warmup 5s -duration 10s
 run_one idle-ws-n1000-one-node -scenario idle-ws -n 1000 -room-size 25 -rate 100 -warmup 5s -duration 10s
+run_plain idle-ws-n1000-plain -scenario idle-ws -n 1000 -room-size 25 -rate 100 -warmup 5s -duration 10s
