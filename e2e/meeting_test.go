@@ -164,7 +164,8 @@ func describeConnection(p *page) string {
 		if (!pc) return 'no open RTCPeerConnection';
 		const inbound = [];
 		(await pc.getStats()).forEach(s => {
-			if (s.type === 'inbound-rtp') inbound.push('in ' + s.kind + ' ' + s.trackIdentifier + ' frames=' + (s.framesDecoded ?? '-') + ' packets=' + s.packetsReceived);
+			if (s.type === 'inbound-rtp') inbound.push('in ' + s.kind + ' ' + s.trackIdentifier + ' frames=' + (s.framesDecoded ?? '-') + ' packets=' + s.packetsReceived +
+				(s.kind === 'video' ? ' width=' + (s.frameWidth ?? '-') + ' keyframes=' + (s.keyFramesDecoded ?? '-') + ' plis=' + (s.pliCount ?? '-') : ''));
 			if (s.type === 'outbound-rtp') inbound.push('out ' + s.kind + (s.rid ? ' rid=' + s.rid : '') + ' frames=' + (s.framesSent ?? '-') + ' packets=' + s.packetsSent);
 		});
 		return JSON.stringify({
@@ -694,9 +695,19 @@ func checkSimulcast(t *testing.T, pub, sub *page, pubID string) {
 	for _, want := range []float64{wide, narrow} {
 		start := time.Now()
 		ask(map[bool]float64{true: 4096, false: narrow}[want == wide])
-		waitUntil(sub, fmt.Sprintf("the subscriber receives the %v-pixel layer", want), 10*time.Second, func() bool {
-			return float64(receivedWidth(sub, pubID)) == want
-		})
+		deadline := start.Add(10 * time.Second)
+		for w := receivedWidth(sub, pubID); float64(w) != want; w = receivedWidth(sub, pubID) {
+			if time.Now().After(deadline) {
+				// Whether frames of the new layer arrive, decode, or are
+				// still sent: a switch the server did not make and one the
+				// subscriber did not decode look alike from here.
+				t.Logf("the subscriber's connection: %s", describeConnection(sub))
+				t.Logf("the camera sends layers %v", sentLayers(pub))
+				sub.fatal(fmt.Sprintf("the subscriber receives the %v-pixel layer", want),
+					fmt.Errorf("still %d pixels wide after %v", w, time.Since(start).Round(10*time.Millisecond)))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		t.Logf("receiving the %v-pixel layer %v after the request", want, time.Since(start).Round(10*time.Millisecond))
 	}
 	before := framesDecoded(sub, pubID)

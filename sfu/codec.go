@@ -153,6 +153,55 @@ func vp9Keyframe(p []byte) (bool, int) {
 	return key, width
 }
 
+// pictureIDs locates the frame numbering of a VP8 (RFC 7741, section 4.2)
+// or VP9 (RFC 9628, section 4.2) payload descriptor: the offset of the
+// picture id (-1: none) and whether it is the 15-bit form, and the offset
+// of TL0PICIDX (-1: none). A descriptor too short for what it announces
+// has neither. Other codecs number frames by RTP sequence number alone.
+func pictureIDs(c codecKind, p []byte) (pic int, long bool, tl0 int) {
+	pic, tl0 = -1, -1
+	i := 0
+	hasPic, hasTL0 := false, false
+	switch c {
+	case codecVP8:
+		if len(p) < 2 || p[0]&0x80 == 0 { // X: no extension, no ids
+			return -1, false, -1
+		}
+		hasPic, hasTL0 = p[1]&0x80 != 0, p[1]&0x40 != 0 // I, L
+		i = 2
+	case codecVP9:
+		if len(p) < 1 {
+			return -1, false, -1
+		}
+		// I; TL0PICIDX follows the layer indices (L) in non-flexible mode (F).
+		hasPic, hasTL0 = p[0]&0x80 != 0, p[0]&0x20 != 0 && p[0]&0x10 == 0
+		i = 1
+	default:
+		return -1, false, -1
+	}
+	if hasPic {
+		if len(p) <= i {
+			return -1, false, -1
+		}
+		pic, long = i, p[i]&0x80 != 0
+		i++
+		if long {
+			i++
+		}
+	}
+	if c == codecVP9 && p[0]&0x20 != 0 {
+		i++ // TID/U/SID/D
+	}
+	if hasTL0 {
+		tl0 = i
+		i++
+	}
+	if len(p) < i {
+		return -1, false, -1
+	}
+	return pic, long, tl0
+}
+
 // h264Keyframe finds an IDR slice or a sequence parameter set (RFC 6184:
 // single NAL unit, STAP-A, start of an FU-A); the SPS gives the width.
 func h264Keyframe(p []byte) (bool, int) {

@@ -131,6 +131,42 @@ func sps(profile uint32, widthMbs, cropRight uint32) []byte {
 	return w.b
 }
 
+// The picture id and TL0PICIDX fields of VP8 and VP9 payload descriptors.
+func TestPictureIDs(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		codec   codecKind
+		payload []byte
+		pic     int
+		long    bool
+		tl0     int
+	}{
+		{"VP8 15-bit id", codecVP8, vp8TestPayload(false, 0, 300, 4, 0), 2, true, -1},
+		{"VP8 7-bit id, TL0PICIDX, TID", codecVP8, []byte{0x90, 0xe0, 0x05, 0x09, 0x40, 0x11}, 2, false, 3},
+		{"VP8 15-bit id and TL0PICIDX", codecVP8, []byte{0x90, 0xc0, 0x81, 0x02, 0x09, 0x11}, 2, true, 4},
+		{"VP8 TL0PICIDX alone", codecVP8, []byte{0x90, 0x40, 0x09, 0x11}, -1, false, 2},
+		{"VP8 without extension", codecVP8, []byte{0x10, 0x10, 0x02}, -1, false, -1},
+		{"VP8 truncated id", codecVP8, []byte{0x90, 0x80, 0x81}, -1, false, -1},
+		{"VP8 truncated TL0PICIDX", codecVP8, []byte{0x90, 0xc0, 0x81, 0x02}, -1, false, -1},
+		{"VP9 non-flexible", codecVP9, []byte{0xa8, 0x81, 0x02, 0x00, 0x09, 0x00}, 1, true, 4},
+		{"VP9 flexible", codecVP9, []byte{0xb8, 0x05, 0x00, 0x00}, 1, false, -1},
+		{"VP9 without layer indices", codecVP9, []byte{0x88, 0x81, 0x02, 0x00}, 1, true, -1},
+		{"VP9 truncated", codecVP9, []byte{0xa8, 0x81, 0x02, 0x00}, -1, false, -1},
+		{"H.264", codecH264, []byte{0x90, 0xc0, 0x81, 0x02, 0x09}, -1, false, -1},
+	} {
+		pic, long, tl0 := pictureIDs(c.codec, c.payload)
+		if pic != c.pic || long != c.long || tl0 != c.tl0 {
+			t.Errorf("%s: (%d, %v, %d), want (%d, %v, %d)", c.name, pic, long, tl0, c.pic, c.long, c.tl0)
+		}
+	}
+	if id := readPictureID([]byte{0x90, 0x80, 0x81, 0x02}, 2, true); id != 258 {
+		t.Errorf("15-bit picture id %d, want 258", id)
+	}
+	if !newerPictureID(1, 0x7ffe, 0x7fff) || newerPictureID(0x7ffe, 1, 0x7fff) || !newerPictureID(0, 0x7f, 0x7f) {
+		t.Error("picture ids do not wrap")
+	}
+}
+
 func TestH264Keyframe(t *testing.T) {
 	base := sps(66, 40, 0)  // 640
 	high := sps(100, 86, 5) // 1376 - 2*5 = 1366

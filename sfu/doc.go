@@ -14,8 +14,9 @@
 //     offers (Events.OnOffer) and the client answers (HandleAnswer).
 //   - Forwarding: every published track (Opus audio, VP8/VP9/H.264 video,
 //     screen share) goes to every subscribed participant of the room, never
-//     back to its publisher, with SSRC, sequence numbers and timestamps
-//     rewritten so a subscriber sees one continuous stream.
+//     back to its publisher, with SSRC, sequence numbers, timestamps and
+//     VP8/VP9 picture ids rewritten so a subscriber sees one continuous
+//     stream.
 //   - Simulcast: a subscriber gets the widest layer (rid) that fits both
 //     the width it asks for (RequestLayer) and its share of the bandwidth
 //     estimate toward it (bwe.go, twcc.go: a GCC-style send-side estimator
@@ -73,9 +74,10 @@
 // its transceiver's sender is emptied (ReplaceTrack(nil): the m-section
 // keeps its direction but loses its a=msid and SSRC); once the client has
 // seen that, the transceiver carries the next subscription of the same
-// kind, on the same SSRC, continuing its sequence numbers and timestamps,
-// and held back until the client has applied the offer that names it. The
-// number of m-lines follows the number of concurrent subscriptions.
+// kind, on the same SSRC, continuing its sequence numbers, timestamps and
+// picture ids, and held back until the client has applied the offer that
+// names it. The number of m-lines follows the number of concurrent
+// subscriptions.
 // Clients must therefore map received tracks by their transceiver's mid —
 // the m-section's a=msid names the publisher's stream (its participant id)
 // and the TrackInfo.ID; no a=msid means nothing is sent there now — not by
@@ -121,10 +123,10 @@
 //
 // REMB values are parsed and reported, not used (transport-cc feedback is).
 // The SFU does not send padding to probe for bandwidth; the cap is lifted
-// by trying the next layer. VP8 picture ids and temporal layers are not
-// rewritten across layer switches (switches happen at keyframes, which
-// decoders accept). Layer switches align timestamps by wall clock, not by
-// the publisher's sender reports. Retransmissions go out on the primary
-// SSRC, not on the negotiated RTX stream (RFC 4588 allows either; browsers
-// accept both).
+// by trying the next layer. Temporal layers are forwarded as they come:
+// across a layer switch the picture id and TL0PICIDX continue
+// (frameids.go), the VP8 KEYIDX does not. Layer switches align timestamps
+// by wall clock, not by the publisher's sender reports. Retransmissions go
+// out on the primary SSRC, not on the negotiated RTX stream (RFC 4588
+// allows either; browsers accept both).
 package sfu

@@ -16,10 +16,11 @@ import (
 // downTrack forwards one published track to one subscriber. It is the
 // webrtc.TrackLocal added to the subscriber's PeerConnection: Pion binds it
 // when a negotiation brings it up and gives us the writer, SSRC and payload
-// type to rewrite packets with. It rewrites SSRC, sequence numbers and
-// timestamps so that the subscriber sees one continuous stream across
-// simulcast layer switches, serves the subscriber's NACKs from the track's
-// packet caches, and turns its PLI/FIR into throttled keyframe requests.
+// type to rewrite packets with. It rewrites SSRC, sequence numbers,
+// timestamps and VP8/VP9 picture ids so that the subscriber sees one
+// continuous stream across simulcast layer switches, serves the
+// subscriber's NACKs from the track's packet caches, and turns its PLI/FIR
+// into throttled keyframe requests.
 type downTrack struct {
 	track    *publishedTrack
 	sub      *Participant // nil for a tap's
@@ -66,6 +67,7 @@ type downTrack struct {
 	rtxHdr    rtp.Header // header of a retransmitted packet, reused
 	rtxExt    [16]rtp.Extension
 	rtxBuf    [maxPacketSize]byte
+	ids       frameIDs // picture id rewriting (frameids.go)
 }
 
 // epoch is one stretch of forwarding from one layer: outgoing sequence
@@ -76,6 +78,8 @@ type epoch struct {
 	outStart uint16
 	seqOff   uint16
 	tsOff    uint32
+	picOff   uint16 // added to picture ids (modulo their width)
+	tl0Off   uint8  // added to TL0PICIDX
 	inLow    uint16 // incoming packets before this are late: dropped
 	inHigh   uint16
 }
@@ -152,12 +156,16 @@ func (d *downTrack) resume(prev *downTrack) {
 	prev.mu.Lock()
 	started, seq, ts, at := prev.started, prev.lastSeq, prev.lastTS, prev.lastWrite
 	prevClock := prev.track.clock
+	ids := prev.ids.state()
 	prev.mu.Unlock()
 	if !started || prevClock != d.track.clock {
 		return // a new clock rate: nothing to continue
 	}
 	d.mu.Lock()
 	d.resumed, d.lastSeq, d.lastTS, d.lastWrite = true, seq, ts, at
+	if prev.track.ckind == d.track.ckind {
+		d.ids.setState(ids) // the same decoder goes on: so do its picture ids
+	}
 	d.mu.Unlock()
 }
 
@@ -208,7 +216,7 @@ func (d *downTrack) forward(l *layer, h *rtp.Header, payload []byte, pad byte, k
 			d.track.wantKeyframe(l.index, now)
 			return
 		}
-		d.switchTo(l, h, now)
+		d.switchTo(l, h, payload, now)
 	}
 	e := &d.epochs[d.ei]
 	seq := h.SequenceNumber
@@ -226,14 +234,15 @@ func (d *downTrack) forward(l *layer, h *rtp.Header, payload []byte, pad byte, k
 	if int16(out-d.lastSeq) > 0 {
 		d.lastSeq, d.lastTS, d.lastWrite = out, ts, now
 	}
+	payload = d.rewriteIDs(payload, e, true)
 	d.write(h, out, ts, payload, pad, now)
 	d.mu.Unlock()
 }
 
 // switchTo starts a new epoch on layer l at packet h (a keyframe): the
-// outgoing sequence number continues from the last one sent and the
-// timestamp advances by the wall-clock time since then.
-func (d *downTrack) switchTo(l *layer, h *rtp.Header, now int64) {
+// outgoing sequence number and picture id continue from the last ones sent
+// and the timestamp advances by the wall-clock time since then.
+func (d *downTrack) switchTo(l *layer, h *rtp.Header, payload []byte, now int64) {
 	var seqOff uint16
 	var tsOff uint32
 	if d.started {
@@ -250,8 +259,10 @@ func (d *downTrack) switchTo(l *layer, h *rtp.Header, now int64) {
 	}
 	d.ei = (d.ei + 1) % len(d.epochs)
 	d.nepochs = min(d.nepochs+1, len(d.epochs))
+	picOff, tl0Off := d.ids.offsets(d.track.ckind, payload)
 	d.epochs[d.ei] = epoch{
 		layer: l.index, outStart: h.SequenceNumber + seqOff, seqOff: seqOff, tsOff: tsOff,
+		picOff: picOff, tl0Off: tl0Off,
 		inLow: h.SequenceNumber, inHigh: h.SequenceNumber,
 	}
 	d.current = l.index
@@ -316,6 +327,7 @@ func (d *downTrack) resend(seq uint16) bool {
 		if !ok {
 			return false
 		}
+		payload = d.rewriteIDs(payload, e, false)
 		d.write(&d.rtxHdr, seq, d.rtxHdr.Timestamp+e.tsOff, payload, pad, nanotime())
 		return true
 	}

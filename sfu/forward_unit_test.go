@@ -183,6 +183,25 @@ func TestForwardDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per NACK, want 0", allocs)
 	}
+
+	// Nor after a layer switch, when every packet's picture id is rewritten.
+	tr2, _ := fakeTrack(2)
+	d2 := fakeSubscriber(tr2, &memWriter{}, 6000)
+	tr2.layerAt(0).ingest(packet(1, 0, true, 320, 1), nanotime())
+	d2.target.Store(1)
+	l1 := tr2.layerAt(1)
+	l1.ingest(packet(5000, 0, true, 640, 2), nanotime())
+	pkt = packet(5001, 0, false, 0, 2)
+	seq = 5001
+	allocs = testing.AllocsPerRun(1000, func() {
+		seq++
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		l1.ingest(pkt, nanotime())
+	})
+	if allocs != 0 || d2.current != 1 || d2.epochs[d2.ei].picOff == 0 {
+		t.Errorf("%.1f allocations per forwarded packet after a switch (layer %d, picture id offset %d), want 0",
+			allocs, d2.current, d2.epochs[d2.ei].picOff)
+	}
 }
 
 // rtcpNACK builds a generic NACK for ssrc: pid and the bitmask blp.
@@ -289,6 +308,134 @@ func TestDownTrackSwitchAndNACK(t *testing.T) {
 	}
 }
 
+// vp8IDPacket marshals an RTP packet whose VP8 payload descriptor carries
+// a 15-bit picture id and a TL0PICIDX; a keyframe is 160 pixels wide on
+// layer marker 1, 320 on the others; marker ends the payload.
+func vp8IDPacket(seq uint16, ts uint32, key bool, pic uint16, tl0 uint8, marker byte) []byte {
+	payload := []byte{0x90, 0xc0, 0x80 | byte(pic>>8), byte(pic), tl0} // X, S; I, L
+	if key {
+		width := uint16(320)
+		if marker == 1 {
+			width = 160
+		}
+		payload = append(payload, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, byte(width), byte(width>>8), 0xf0, 0x00)
+	} else {
+		payload = append(payload, 0x11, 0x00, 0x00)
+	}
+	payload = append(payload, make([]byte, 200)...)
+	p := rtp.Packet{
+		Header:  rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, SSRC: 42},
+		Payload: append(payload, marker),
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// vp8IDs reads the picture id and TL0PICIDX a forwarded packet carries.
+func vp8IDs(t *testing.T, p rtp.Packet) (uint16, uint8) {
+	t.Helper()
+	pic, long, tl0 := pictureIDs(codecVP8, p.Payload)
+	if pic < 0 || !long || tl0 < 0 {
+		t.Fatalf("packet %d: no 15-bit picture id and TL0PICIDX in %x", p.SequenceNumber, p.Payload[:6])
+	}
+	return readPictureID(p.Payload, pic, long), p.Payload[tl0]
+}
+
+// After a layer switch the subscriber's picture ids and TL0PICIDX go on
+// from the last ones sent, whatever the new layer numbers its frames (here,
+// as Chrome does, the same frame has the same id on both layers, so the new
+// layer's keyframe has an id the subscriber has already seen); a
+// retransmission keeps the ids it was first sent with; the incoming packet,
+// which other subscriptions share, is left as it was.
+func TestDownTrackSwitchRewritesPictureIDs(t *testing.T) {
+	tr, _ := fakeTrack(2)
+	w := &memWriter{record: true}
+	d := fakeSubscriber(tr, w, 777)
+	wo := &memWriter{record: true}
+	fakeSubscriber(tr, wo, 778).maxWidth.Store(160) // stays on layer 0
+	l0, l1 := tr.layerAt(0), tr.layerAt(1)
+	now := nanotime()
+	ms := int64(1e6)
+
+	// Frames 30000..30009 on layer 0 (picture ids wrap at 2^15 on the way);
+	// TL0PICIDX 250.. (wraps at 2^8).
+	frame := func(i int) (uint16, uint8) { return uint16(32760+i) & 0x7fff, uint8(250 + i) }
+	for i := 0; i < 10; i++ {
+		pic, tl0 := frame(i)
+		l0.ingest(vp8IDPacket(uint16(100+i), uint32(9000+i*3000), i == 0, pic, tl0, 1), now+int64(i)*33*ms)
+	}
+	// Layer 1's keyframe is frame 9 again, then frames 10 and 11 (its own
+	// TL0PICIDX space).
+	d.target.Store(1)
+	key := vp8IDPacket(5000, 70000, true, 32769&0x7fff, 7, 2)
+	keyCopy := append([]byte(nil), key...)
+	l1.ingest(key, now+300*ms)
+	if string(key) != string(keyCopy) {
+		t.Fatalf("forwarding rewrote the incoming packet")
+	}
+	l1.ingest(vp8IDPacket(5001, 73000, false, 32770&0x7fff, 8, 2), now+333*ms)
+	l1.ingest(vp8IDPacket(5002, 76000, false, 32771&0x7fff, 9, 2), now+366*ms)
+
+	got := w.got()
+	if len(got) != 13 {
+		t.Fatalf("forwarded %d packets, want 13", len(got))
+	}
+	for i, p := range got {
+		pic, tl0 := vp8IDs(t, p)
+		wantPic, wantTL0 := frame(i)
+		if pic != wantPic || tl0 != wantTL0 {
+			t.Errorf("packet %d (layer marker %d): picture id %d TL0PICIDX %d, want %d and %d",
+				i, p.Payload[len(p.Payload)-1], pic, tl0, wantPic, wantTL0)
+		}
+	}
+	if k, _ := vp8Keyframe(got[10].Payload); !k || got[10].Payload[len(got[10].Payload)-1] != 2 {
+		t.Fatalf("packet 10 is not the new layer's keyframe")
+	}
+	// The subscription that stayed on layer 0 got the publisher's ids.
+	if g := wo.got(); len(g) != 10 {
+		t.Errorf("the other subscription got %d packets, want 10", len(g))
+	} else {
+		for i, p := range g {
+			if pic, tl0 := vp8IDs(t, p); pic != uint16(32760+i)&0x7fff || tl0 != uint8(250+i) {
+				t.Errorf("the other subscription's packet %d: picture id %d TL0PICIDX %d", i, pic, tl0)
+			}
+		}
+	}
+	// Retransmissions: one packet of each epoch, with the ids first sent.
+	d.handleRTCP(rtcpNACK(777, got[4].SequenceNumber, 0))
+	d.handleRTCP(rtcpNACK(777, got[11].SequenceNumber, 0))
+	re := w.got()[13:]
+	if len(re) != 2 {
+		t.Fatalf("%d retransmissions, want 2", len(re))
+	}
+	for i, want := range []rtp.Packet{got[4], got[11]} {
+		if string(re[i].Payload) != string(want.Payload) {
+			t.Errorf("retransmission %d differs from what was sent", i)
+		}
+	}
+
+	// A later subscription on the same sender (a reused transceiver)
+	// continues the ids too.
+	next := newDownTrack(tr, d.sub)
+	next.resume(d)
+	w2 := &memWriter{record: true}
+	if _, err := next.Bind(&bindCtx{ssrc: 777, writer: w2}); err != nil {
+		t.Fatal(err)
+	}
+	tr.removeDown(d)
+	tr.addDown(next)
+	next.target.Store(1)
+	l1.ingest(vp8IDPacket(5003, 79000, true, 100, 200, 2), now+400*ms)
+	if g := w2.got(); len(g) != 1 {
+		t.Fatalf("the next subscription forwarded %d packets, want 1", len(g))
+	} else if pic, tl0 := vp8IDs(t, g[0]); pic != 5 || tl0 != 7 {
+		t.Errorf("the next subscription starts at picture id %d TL0PICIDX %d, want 5 and 7", pic, tl0)
+	}
+}
+
 // The layer chosen for a width: widest that fits, else narrowest; by
 // bitrate when widths are unknown; only active layers.
 func TestSelectLayer(t *testing.T) {
@@ -351,51 +498,65 @@ func TestSelectLayerUnderCap(t *testing.T) {
 }
 
 // The bandwidth cap: congestion caps at the estimate, a quiet period lifts
-// it one layer, a probe that meets congestion again doubles the wait, and
-// loss alone caps below the rate being sent.
+// it to allow one layer more than the one sent, a probe that meets
+// congestion again doubles the wait, and loss alone caps below the rate
+// being sent. An estimate below the rate sent is congestion only after the
+// estimator cut it: without a cut it has not measured that layer yet (a
+// switch up), and caps nothing.
 func TestBandwidthCap(t *testing.T) {
 	rates := []int64{150_000, 500_000, 1_500_000}
 	sec := int64(time.Second)
 	var b bwCap
 	now := int64(1000 * sec)
-	if c := b.update(3_000_000, 1_500_000, false, rates, now); c != 0 {
+	if c := b.update(3_000_000, 1_500_000, true, false, rates, now); c != 0 {
 		t.Fatalf("an estimate above the rate sent capped at %d", c)
 	}
-	if c := b.update(1_400_000, 1_500_000, false, rates, now); c != 0 {
+	if c := b.update(1_400_000, 1_500_000, true, false, rates, now); c != 0 {
 		t.Fatalf("an estimate at 93%% of the rate sent (within the margin) capped at %d", c)
 	}
-	if c := b.update(600_000, 1_500_000, false, rates, now); c != 600_000 {
+	if c := b.update(600_000, 1_500_000, false, false, rates, now); c != 0 {
+		t.Fatalf("an estimate below the rate sent, not cut, capped at %d", c)
+	}
+	if c := b.update(600_000, 1_500_000, true, false, rates, now); c != 600_000 {
 		t.Fatalf("congestion: cap %d, want the estimate 600000", c)
 	}
 	// Quiet but not long enough: the cap stays.
-	if c := b.update(700_000, 500_000, false, rates, now+7*sec); c != 600_000 {
+	if c := b.update(700_000, 500_000, false, false, rates, now+7*sec); c != 600_000 {
 		t.Fatalf("after 7 s: cap %d, want 600000", c)
 	}
-	// After 8 s: one layer up (the 1.5 Mbit/s one, plus 10 %).
-	if c := b.update(700_000, 500_000, false, rates, now+8*sec); c != 1_650_000 {
-		t.Fatalf("after 8 s: cap %d, want 1650000", c)
+	// After 8 s: one layer up, the top one: no cap.
+	if c := b.update(700_000, 500_000, false, false, rates, now+8*sec); c != 0 {
+		t.Fatalf("after 8 s: cap %d, want none", c)
 	}
 	// The probe meets congestion: capped again, and the next probe waits 16 s.
 	now += 9 * sec
-	if c := b.update(800_000, 1_500_000, false, rates, now); c != 800_000 {
+	if c := b.update(800_000, 1_500_000, true, false, rates, now); c != 800_000 {
 		t.Fatalf("probe congested: cap %d, want 800000", c)
 	}
-	if c := b.update(900_000, 500_000, false, rates, now+15*sec); c != 800_000 {
+	if c := b.update(900_000, 500_000, false, false, rates, now+15*sec); c != 800_000 {
 		t.Fatalf("15 s after a failed probe: cap %d, want 800000", c)
 	}
-	if c := b.update(900_000, 500_000, false, rates, now+16*sec); c != 1_650_000 {
-		t.Fatalf("16 s after a failed probe: cap %d, want 1650000", c)
+	if c := b.update(900_000, 500_000, false, false, rates, now+16*sec); c != 0 {
+		t.Fatalf("16 s after a failed probe: cap %d, want none", c)
 	}
-	// Quiet again: with no layer above the cap, the cap goes.
-	if c := b.update(3_000_000, 1_500_000, false, rates, now+40*sec); c != 0 {
-		t.Fatalf("everything fits: cap %d, want none", c)
+
+	// Congestion on the lowest layer caps below it; the probe allows the
+	// middle layer (not the lowest, which is sent anyway), with room for its
+	// bitrate to vary: halfway to the top one.
+	var f bwCap
+	if c := f.update(100_000, 150_000, true, false, rates, now); c != 100_000 {
+		t.Fatalf("congestion on the lowest layer: cap %d, want 100000", c)
 	}
+	if c := f.update(300_000, 150_000, false, false, rates, now+8*sec); c != 1_000_000 {
+		t.Fatalf("probe from the lowest layer: cap %d, want 1000000", c)
+	}
+
 	// Loss without an estimate: capped below the rate sent.
 	var l bwCap
-	if c := l.update(0, 500_000, true, rates, now); c != 375_000 {
+	if c := l.update(0, 500_000, false, true, rates, now); c != 375_000 {
 		t.Fatalf("loss: cap %d, want 375000", c)
 	}
-	if c := l.update(0, 150_000, true, rates, now+sec); c != 112_500 {
+	if c := l.update(0, 150_000, false, true, rates, now+sec); c != 112_500 {
 		t.Fatalf("more loss on the low layer: cap %d, want 112500", c)
 	}
 }
@@ -427,6 +588,11 @@ func TestMalformedInputsDoNotPanic(t *testing.T) {
 		l.ingest(buf[:n], nanotime())
 		for _, c := range []codecKind{codecVP8, codecVP9, codecH264} {
 			keyframe(c, buf[:n])
+			if pic, long, tl0 := pictureIDs(c, buf[:n]); pic >= 0 {
+				readPictureID(buf[:n], pic, long)
+			} else if tl0 >= n {
+				t.Fatalf("TL0PICIDX offset %d past a %d-byte payload", tl0, n)
+			}
 		}
 	}
 }

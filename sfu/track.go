@@ -319,7 +319,7 @@ func (t *publishedTrack) retarget(d *downTrack, now int64) {
 	if l := t.layerAt(int(d.curLayer.Load())); l != nil {
 		sending = l.rate(now)
 	}
-	capRate := d.bw.update(d.sub.videoBudget(), sending, d.fracLost.Load() > lossyFraction, rates, now)
+	capRate := d.bw.update(d.sub.videoBudget(), sending, d.sub.estimateCut(now), d.fracLost.Load() > lossyFraction, rates, now)
 	li := t.selectLayer(int(d.maxWidth.Load()), capRate, now)
 	if li < 0 {
 		return

@@ -71,6 +71,7 @@ type sentPacket struct {
 // numbering, sent-packet ring and bandwidth estimate.
 type congestion struct {
 	target atomic.Int64 // bit/s; read by layer selection and stats
+	cutAt  atomic.Int64 // nanotime of the last cut of target (overuse, loss); 0: none
 
 	mu   sync.Mutex
 	seq  uint16 // next transport-wide sequence number
@@ -312,9 +313,11 @@ func (c *congestion) update(lost float64, total int, nowUs int64) {
 			target *= 0.85
 		}
 		c.lastDecrease = nowUs
+		c.cutAt.Store(nowUs * 1000)
 	case lost > 0.10 && total >= 10 && nowUs-c.lastDecrease >= ccDecreaseEvery:
 		target *= 1 - 0.5*lost
 		c.lastDecrease = nowUs
+		c.cutAt.Store(nowUs * 1000)
 	case c.overusing == 0 && lost < 0.02:
 		// 8 % a second, for the time since the previous feedback
 		// (bounded: a long silence is not a licence to jump).

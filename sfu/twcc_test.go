@@ -184,6 +184,10 @@ func TestEstimateGrowsOnAFreePath(t *testing.T) {
 	if got <= bweInitial*12/10 || got > 1.5*1.5e6*1.1 {
 		t.Errorf("estimate %d bit/s after 15 s of 1.5 Mbit/s on a 20 Mbit/s path, want (1.8M, 2.5M]", got)
 	}
+	// Held by what arrives is not cut: no congestion for layer choice.
+	if at := c.cutAt.Load(); at != 0 {
+		t.Errorf("the estimate was cut (at %d) on a free path", at)
+	}
 }
 
 func TestEstimateFallsBelowABottleneck(t *testing.T) {
@@ -196,8 +200,8 @@ func TestEstimateFallsBelowABottleneck(t *testing.T) {
 	if got > 1.1e6 || got < bweMin {
 		t.Errorf("estimate %d bit/s through a 1 Mbit/s bottleneck, want at most 1.1M", got)
 	}
-	if c.lastDecrease == 0 {
-		t.Error("the target never decreased")
+	if c.lastDecrease == 0 || c.cutAt.Load() != c.lastDecrease*1000 {
+		t.Errorf("the target never decreased, or the cut is not recorded (at %d, last decrease %d µs)", c.cutAt.Load(), c.lastDecrease)
 	}
 }
 
@@ -208,6 +212,9 @@ func TestEstimateFallsWithLoss(t *testing.T) {
 	t.Logf("lossy path: estimate %d, acked %.0f", got, c.acked)
 	if got >= bweInitial*8/10 {
 		t.Errorf("estimate %d bit/s with 20 %% loss, want below %d", got, bweInitial*8/10)
+	}
+	if c.cutAt.Load() == 0 {
+		t.Error("the cuts for loss are not recorded")
 	}
 }
 
