@@ -17,6 +17,19 @@ func refreshPolicy(ctx context.Context, authz interface {
 	Refresh(context.Context) (bool, error)
 }, log *slog.Logger, interval time.Duration, wg *sync.WaitGroup) {
 	defer wg.Done()
+	every(ctx, interval, func() {
+		changed, err := authz.Refresh(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("refreshing the rbac policy", "err", err)
+		} else if changed {
+			log.Info("the rbac policy changed in the store; reloaded")
+		}
+	})
+}
+
+// every runs f every interval until ctx ends (the housekeeping loops of
+// serve: their caller owns the goroutine and waits for it).
+func every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -24,12 +37,7 @@ func refreshPolicy(ctx context.Context, authz interface {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			changed, err := authz.Refresh(ctx)
-			if err != nil && ctx.Err() == nil {
-				log.Warn("refreshing the rbac policy", "err", err)
-			} else if changed {
-				log.Info("the rbac policy changed in the store; reloaded")
-			}
+			f()
 		}
 	}
 }

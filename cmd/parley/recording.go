@@ -124,16 +124,7 @@ func runRetention(ctx context.Context, m *recording.Manager, global time.Duratio
 		}
 	}
 	sweep()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sweep()
-		}
-	}
+	every(ctx, interval, sweep)
 }
 
 // randomNodeID is the id of a node started in multi-node mode without
@@ -173,14 +164,5 @@ func runRecovery(ctx context.Context, m *recording.Manager, node clusterView, re
 		}
 	}
 	sweep()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			sweep()
-		}
-	}
+	every(ctx, interval, sweep)
 }
