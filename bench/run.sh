@@ -6,6 +6,10 @@
 #
 # Usage: bench/run.sh PARLEY_BIN PARLEY_LOAD_BIN [SCENARIO_SET]
 #   SCENARIO_SET: all (default) or quick (short, small N: a smoke run).
+# Environment: BENCH_SERVER_CPU, BENCH_GEN_CPU (defaults 0 and 1); BENCH_ONLY,
+# a shell pattern: run only the scenarios whose name matches (e.g.
+# 'fanout-n100'); BENCH_PERF=1: record the server with perf for 8 s of each
+# scenario's window (bench/results/<name>.perf.data, not committed).
 set -eu
 PARLEY=$1
 LOAD=$2
@@ -86,17 +90,33 @@ while [ $i -le $IDLE_ACCOUNTS ]; do
 	i=$((i + 1))
 done
 
+# wanted NAME: whether BENCH_ONLY lets scenario NAME run.
+wanted() {
+	# shellcheck disable=SC2254 # BENCH_ONLY is a pattern
+	case $1 in ${BENCH_ONLY:-*}) return 0 ;; esac
+	return 1
+}
+
 run() { # name, args...
 	name=$1
 	shift
+	wanted "$name" || return 0
 	echo "== $name"
 	# A fresh server process per scenario (same data directory: the token
 	# stays valid), so that its RSS does not carry the previous run's heap.
 	stop_server
 	start_server
 	sleep 2
+	PERF=
+	if [ "${BENCH_PERF:-}" = 1 ]; then
+		# Record 8 s from 12 s on: after fanout N<=100's joins and warm-up.
+		# (Sampling costs the server CPU too: take figures from runs without.)
+		(sleep 12 && exec perf record -q -e cpu-clock -g -p "$SPID" -o "$OUT/$name.perf.data" -- sleep 8) >/dev/null 2>&1 &
+		PERF=$!
+	fi
 	taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -server-pid "$SPID" -json "$OUT/$name.json" "$@" ||
 		echo "!! $name failed (exit $?)"
+	if [ -n "$PERF" ]; then wait "$PERF" 2>/dev/null || true; fi
 }
 
 if [ "$SET" = quick ]; then

@@ -75,6 +75,11 @@ func clientAPI(t testing.TB, tcp bool) *webrtc.API {
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
 		t.Fatal(err)
 	}
+	// Publishers number their packets, as browsers do, so that the SFU
+	// answers with transport-cc feedback.
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+		t.Fatal(err)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 }
 
@@ -110,7 +115,16 @@ type recvTrack struct {
 	mu       sync.Mutex
 	log      []rtpSample // the first 5000 packets
 	lastSeq  uint16
+	lastTS   uint32 // timestamp of lastSeq
 	gaps     int
+	srs      []srSample // sender reports about its SSRC (reports_test.go), under mu
+}
+
+type srSample struct {
+	at      time.Time
+	sr      rtcp.SenderReport
+	lastTS  uint32 // timestamp of the newest packet received by then
+	packets int64  // packets received by then
 }
 
 type rtpSample struct {
@@ -268,13 +282,13 @@ func (c *client) unpublishedCount() int {
 
 // onTrack counts what arrives, remembering the first packets and every
 // keyframe (the layer marker is the payload's last byte).
-func (c *client) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	defer c.wg.Done()
 	rt := c.recv[remote.ID()]
 	if rt == nil {
@@ -282,6 +296,30 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		c.recv[remote.ID()] = rt
 	}
 	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		for {
+			pkts, _, err := receiver.ReadRTCP()
+			if err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+					return
+				}
+				select {
+				case <-c.stop:
+					return
+				default:
+					continue
+				}
+			}
+			for _, p := range pkts {
+				if sr, ok := p.(*rtcp.SenderReport); ok && webrtc.SSRC(sr.SSRC) == remote.SSRC() {
+					rt.mu.Lock()
+					rt.srs = append(rt.srs, srSample{at: time.Now(), sr: *sr, lastTS: rt.lastTS, packets: rt.packets.Load()})
+					rt.mu.Unlock()
+				}
+			}
+		}
+	}()
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	for {
@@ -313,7 +351,7 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			rt.gaps++
 		}
 		if int16(h.SequenceNumber-rt.lastSeq) > 0 || rt.packets.Load() == 0 {
-			rt.lastSeq = h.SequenceNumber
+			rt.lastSeq, rt.lastTS = h.SequenceNumber, h.Timestamp
 		}
 		if len(rt.log) < 5000 {
 			rt.log = append(rt.log, rtpSample{seq: h.SequenceNumber, ts: h.Timestamp, ssrc: h.SSRC, key: key, layer: layer})
@@ -376,6 +414,12 @@ type publisher struct {
 	rid          string
 	midID, ridID uint8
 	mid          atomic.Pointer[string] // known after negotiation
+	// RTCP feedback from the SFU (reports_test.go)
+	skip      atomic.Bool  // leave out the next sequence number once
+	skipped   atomic.Int32 // ... the one left out, +1 (0: none yet)
+	nacked    atomic.Int32 // NACKs naming it
+	rrs       atomic.Int32 // receiver reports about this sender's SSRC
+	feedbacks atomic.Int32 // transport-cc feedback packets
 }
 
 func (c *client) publishVideo(id, source string, interval time.Duration) *publisher {
@@ -432,10 +476,31 @@ func (c *client) start(pub *publisher) {
 				}
 			}
 			for _, p := range pkts {
-				switch p.(type) {
+				switch p := p.(type) {
 				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 					pub.plis.Add(1)
 					pub.keyNow.Store(true)
+				case *rtcp.ReceiverReport:
+					for _, r := range p.Reports {
+						if webrtc.SSRC(r.SSRC) == pub.sender.GetParameters().Encodings[0].SSRC {
+							pub.rrs.Add(1)
+						}
+					}
+				case *rtcp.TransportLayerCC:
+					pub.feedbacks.Add(1)
+				case *rtcp.TransportLayerNack:
+					if sk := pub.skipped.Load(); sk != 0 {
+						for _, n := range p.Nacks {
+							hit := false
+							n.Range(func(seq uint16) bool {
+								hit = hit || seq == uint16(sk-1)
+								return !hit
+							})
+							if hit {
+								pub.nacked.Add(1)
+							}
+						}
+					}
 				}
 			}
 		}
@@ -478,6 +543,10 @@ func (c *client) start(pub *publisher) {
 				_ = pkt.Header.SetExtension(pub.ridID, []byte(pub.rid))
 			}
 			seq++
+			if pub.skip.Swap(false) {
+				pub.skipped.Store(int32(seq) + 1)
+				seq++
+			}
 			if err := pub.track.WriteRTP(pkt); err == nil {
 				pub.sent.Add(1)
 			}

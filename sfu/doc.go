@@ -39,8 +39,11 @@
 //     (a join storm's subscribers start within about 100 ms); NACKs are
 //     served from one fixed-size packet cache per incoming RTP stream,
 //     whatever the number of subscribers; publishers get receiver reports,
-//     TWCC feedback and NACKs from Pion's interceptors, subscribers get
-//     sender reports and TWCC sequence numbers.
+//     TWCC feedback and NACKs from Pion's interceptors, started only when a
+//     connection receives a stream; subscribers get sender reports (about
+//     one a second, made from the forwarding path's counters: no
+//     interceptor in a forwarded packet's write, reports.go) and TWCC
+//     sequence numbers (twcc.go).
 //
 // # Negotiation and glare
 //
@@ -83,8 +86,9 @@
 // and the TrackInfo.ID; no a=msid means nothing is sent there now — not by
 // MediaStreamTrack.id. Every sender comes from AddTransceiverFromTrack and
 // is kept for the transceiver's life, because a sender made with
-// API.NewRTPSender would bypass the connection's interceptors (sender
-// reports, transport-cc numbering, the bandwidth estimate).
+// API.NewRTPSender would bypass the connection's interceptor chain (when
+// sender reports and transport-cc numbering were Pion interceptors, such
+// senders had neither).
 //
 // Pion itself also cannot roll back a remote offer, and fails some offers
 // half-way through; the SDP check refuses those before Pion sees them

@@ -103,6 +103,7 @@ func (p *Participant) HandleOffer(sdp string, sources map[string]string) (string
 		for _, t := range p.room.snapshotTracks() {
 			p.subscribeLocked(t)
 		}
+		p.armReportsLocked(reportInterval)
 	}
 	answerSDP := p.pc.LocalDescription().SDP
 	p.lastLocal.Store(&answerSDP)

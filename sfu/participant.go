@@ -61,6 +61,7 @@ type Participant struct {
 	offerPending bool              // our offer awaits HandleAnswer
 	needOffer    bool              // subscriptions changed since our last description
 	timer        *time.Timer       // scheduled negotiate
+	reportTimer  *time.Timer       // next sender reports (reports.go)
 	gen          uint64            // local descriptions made
 	offerGen     uint64            // gen of the pending offer
 	completedGen uint64            // gen of the last completed negotiation
@@ -172,6 +173,10 @@ func (p *Participant) Close() {
 		p.wg.Done()
 	}
 	p.timer = nil
+	if p.reportTimer != nil && p.reportTimer.Stop() {
+		p.wg.Done()
+	}
+	p.reportTimer = nil
 	own := make([]*publishedTrack, 0, len(p.tracks))
 	for _, t := range p.tracks {
 		own = append(own, t)

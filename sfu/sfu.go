@@ -18,6 +18,7 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley-meet/parley/internal/pionlog"
@@ -214,30 +215,41 @@ func (s *SFU) buildAPI(cfg Config, ip netip.Addr, ifaceOK func(string) bool, ipO
 		return nil, fmt.Errorf("sfu: codecs: %w", err)
 	}
 
-	// Interceptors, built explicitly, only those that earn their cost.
-	// Publishing side: receiver reports, TWCC feedback and NACKs toward the
-	// publisher. Subscribing side: sender reports. No NACK responder:
-	// forwarded tracks are repaired from the one packet cache per incoming
-	// track (downtrack.go). No TWCC header-extension or GCC interceptor:
-	// transport-wide numbering and the estimate toward subscribers are
-	// done in the forwarding path (twcc.go), at a fraction of their cost.
-	// Every interceptor logs through pionLogs (slog), never Pion's default
-	// logger on stderr.
+	// Interceptors, built explicitly, only those that earn their cost
+	// (reports.go). Publishing side: receiver reports, TWCC feedback and
+	// NACKs toward the publisher, each started only when its connection
+	// receives a stream (lazyRemote). Subscribing side: none in the write
+	// path. Sender reports come from the forwarding path's own counters;
+	// there is no NACK responder: forwarded tracks are repaired from the one
+	// packet cache per incoming track (downtrack.go); no TWCC
+	// header-extension or GCC interceptor: transport-wide numbering and the
+	// estimate toward subscribers are done in the forwarding path (twcc.go),
+	// at a fraction of their cost. Every interceptor logs through pionLogs
+	// (slog), never Pion's default logger on stderr.
 	ir := &interceptor.Registry{}
 	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(pionLogs))
 	if err != nil {
 		return nil, err
 	}
-	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReportsWithOptions(ir,
-		[]report.ReceiverOption{report.WithReceiverLoggerFactory(pionLogs)},
-		report.WithSenderLoggerFactory(pionLogs)); err != nil {
+	rr, err := report.NewReceiverInterceptor(report.WithReceiverLoggerFactory(pionLogs))
+	if err != nil {
 		return nil, err
 	}
-	// (Also negotiates the transport-cc header extension and feedback for
-	// audio and video, which the subscribing side uses too.)
-	if err := webrtc.ConfigureTWCCSenderWithOptions(m, ir, twcc.WithLoggerFactory(pionLogs)); err != nil {
+	fb, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(pionLogs))
+	if err != nil {
 		return nil, err
+	}
+	ir.Add(lazyRemoteFactory{gen})
+	ir.Add(lazyRemoteFactory{rr})
+	ir.Add(lazyRemoteFactory{fb})
+	// The transport-cc header extension and feedback, for audio and video:
+	// publishers number their packets for fb, subscribers are numbered by
+	// twcc.go.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, err
+		}
 	}
 
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs}
