@@ -59,7 +59,7 @@ func (r *Room) Join(id string, ev Events, pub Publish) (*Participant, error) {
 		log:        log,
 		pc:         pc,
 		cong:       newCongestion(),
-		events:     newEventQueue(log),
+		events:     newEventQueue(log, &r.sfu.dispatchers),
 		pub:        pub,
 		subscribed: true,
 		sources:    map[string]string{},
@@ -91,14 +91,10 @@ func (r *Room) Join(id string, ev Events, pub Publish) (*Participant, error) {
 	}
 	r.participants[id] = p
 	tracks := len(r.tracks)
-	// Added under r.mu while the room is open: SFU.Close closes the rooms
-	// before it waits, so Add never races with Wait.
-	r.sfu.dispatchers.Add(1)
+	// Started under r.mu while the room is open: SFU.Close closes the rooms
+	// (and so the event queues) before it waits for their goroutines.
+	p.events.start()
 	r.mu.Unlock()
-	go func() {
-		defer r.sfu.dispatchers.Done()
-		p.events.run()
-	}()
 	log.Info("participant joined", "room_tracks", tracks)
 	return p, nil
 }

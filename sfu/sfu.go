@@ -65,7 +65,8 @@ type SFU struct {
 	tcpMux  ice.TCPMux
 	udpAddr *net.UDPAddr
 
-	// dispatchers counts the participants' event goroutines; Close waits for them.
+	// dispatchers counts the participants' running event goroutines
+	// (events.go); Close waits for them.
 	dispatchers sync.WaitGroup
 
 	mu     sync.Mutex
