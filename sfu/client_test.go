@@ -298,27 +298,13 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		for {
-			pkts, _, err := receiver.ReadRTCP()
-			if err != nil {
-				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
-					return
-				}
-				select {
-				case <-c.stop:
-					return
-				default:
-					continue
-				}
+		c.readRTCP(receiver.ReadRTCP, func(p rtcp.Packet) {
+			if sr, ok := p.(*rtcp.SenderReport); ok && webrtc.SSRC(sr.SSRC) == remote.SSRC() {
+				rt.mu.Lock()
+				rt.srs = append(rt.srs, srSample{at: time.Now(), sr: *sr, lastTS: rt.lastTS, packets: rt.packets.Load()})
+				rt.mu.Unlock()
 			}
-			for _, p := range pkts {
-				if sr, ok := p.(*rtcp.SenderReport); ok && webrtc.SSRC(sr.SSRC) == remote.SSRC() {
-					rt.mu.Lock()
-					rt.srs = append(rt.srs, srSample{at: time.Now(), sr: *sr, lastTS: rt.lastTS, packets: rt.packets.Load()})
-					rt.mu.Unlock()
-				}
-			}
-		}
+		})
 	}()
 	buf := make([]byte, 1500)
 	var h rtp.Header
@@ -456,54 +442,38 @@ func (c *client) start(pub *publisher) {
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
-		for {
-			var pkts []rtcp.Packet
-			var err error
-			if pub.rid != "" {
-				pkts, _, err = pub.sender.ReadSimulcastRTCP(pub.rid)
-			} else {
-				pkts, _, err = pub.sender.ReadRTCP()
-			}
-			if err != nil {
-				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
-					return
-				}
-				select {
-				case <-c.stop:
-					return
-				default:
-					continue
-				}
-			}
-			for _, p := range pkts {
-				switch p := p.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					pub.plis.Add(1)
-					pub.keyNow.Store(true)
-				case *rtcp.ReceiverReport:
-					for _, r := range p.Reports {
-						if webrtc.SSRC(r.SSRC) == pub.sender.GetParameters().Encodings[0].SSRC {
-							pub.rrs.Add(1)
-						}
-					}
-				case *rtcp.TransportLayerCC:
-					pub.feedbacks.Add(1)
-				case *rtcp.TransportLayerNack:
-					if sk := pub.skipped.Load(); sk != 0 {
-						for _, n := range p.Nacks {
-							hit := false
-							n.Range(func(seq uint16) bool {
-								hit = hit || seq == uint16(sk-1)
-								return !hit
-							})
-							if hit {
-								pub.nacked.Add(1)
-							}
-						}
-					}
-				}
-			}
+		read := pub.sender.ReadRTCP
+		if pub.rid != "" {
+			read = func() ([]rtcp.Packet, interceptor.Attributes, error) { return pub.sender.ReadSimulcastRTCP(pub.rid) }
 		}
+		c.readRTCP(read, func(p rtcp.Packet) {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				pub.plis.Add(1)
+				pub.keyNow.Store(true)
+			case *rtcp.ReceiverReport:
+				for _, r := range p.Reports {
+					if webrtc.SSRC(r.SSRC) == pub.sender.GetParameters().Encodings[0].SSRC {
+						pub.rrs.Add(1)
+					}
+				}
+			case *rtcp.TransportLayerCC:
+				pub.feedbacks.Add(1)
+			case *rtcp.TransportLayerNack:
+				if sk := pub.skipped.Load(); sk != 0 {
+					for _, n := range p.Nacks {
+						hit := false
+						n.Range(func(seq uint16) bool {
+							hit = hit || seq == uint16(sk-1)
+							return !hit
+						})
+						if hit {
+							pub.nacked.Add(1)
+						}
+					}
+				}
+			}
+		})
 	}()
 	go func() {
 		defer c.wg.Done()
@@ -552,6 +522,28 @@ func (c *client) start(pub *publisher) {
 			}
 		}
 	}()
+}
+
+// readRTCP hands every RTCP packet read to handle until the connection
+// closes.
+func (c *client) readRTCP(read func() ([]rtcp.Packet, interceptor.Attributes, error), handle func(rtcp.Packet)) {
+	for {
+		pkts, _, err := read()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+				return
+			}
+			select {
+			case <-c.stop:
+				return
+			default:
+				continue
+			}
+		}
+		for _, p := range pkts {
+			handle(p)
+		}
+	}
 }
 
 // vp8TestPayload is a one-packet VP8 frame: descriptor with a 15-bit
