@@ -117,14 +117,23 @@ type recvTrack struct {
 	lastSeq  uint16
 	lastTS   uint32 // timestamp of lastSeq
 	gaps     int
-	srs      []srSample // sender reports about its SSRC (reports_test.go), under mu
+	srs      []srSample   // sender reports about its SSRC (reports_test.go), under mu
+	arrivals [512]arrival // the newest packets, a ring (reports_test.go)
+	narrived int          // packets put in arrivals
+}
+
+type arrival struct {
+	at time.Time
+	ts uint32
 }
 
 type srSample struct {
-	at      time.Time
-	sr      rtcp.SenderReport
-	lastTS  uint32 // timestamp of the newest packet received by then
-	packets int64  // packets received by then
+	at time.Time // received
+	sr rtcp.SenderReport
+	// Of the packets received before the report was made (its NTP time):
+	lastTS  uint32 // the newest one's timestamp
+	packets int64  // how many
+	found   bool   // the ring still held that moment
 }
 
 type rtpSample struct {
@@ -301,7 +310,7 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 		c.readRTCP(receiver.ReadRTCP, func(p rtcp.Packet) {
 			if sr, ok := p.(*rtcp.SenderReport); ok && webrtc.SSRC(sr.SSRC) == remote.SSRC() {
 				rt.mu.Lock()
-				rt.srs = append(rt.srs, srSample{at: time.Now(), sr: *sr, lastTS: rt.lastTS, packets: rt.packets.Load()})
+				rt.srs = append(rt.srs, rt.sample(time.Now(), sr))
 				rt.mu.Unlock()
 			}
 		})
@@ -339,12 +348,28 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 		if int16(h.SequenceNumber-rt.lastSeq) > 0 || rt.packets.Load() == 0 {
 			rt.lastSeq, rt.lastTS = h.SequenceNumber, h.Timestamp
 		}
+		rt.arrivals[rt.narrived%len(rt.arrivals)] = arrival{at: time.Now(), ts: h.Timestamp}
+		rt.narrived++
 		if len(rt.log) < 5000 {
 			rt.log = append(rt.log, rtpSample{seq: h.SequenceNumber, ts: h.Timestamp, ssrc: h.SSRC, key: key, layer: layer})
 		}
 		rt.mu.Unlock()
 		rt.packets.Add(1)
 	}
+}
+
+// sample describes sr against what had arrived when it was made. rt.mu is
+// held.
+func (rt *recvTrack) sample(now time.Time, sr *rtcp.SenderReport) srSample {
+	s := srSample{at: now, sr: *sr}
+	made := ntpToTime(sr.NTPTime)
+	for i := rt.narrived - 1; i >= 0 && i >= rt.narrived-len(rt.arrivals); i-- {
+		if a := rt.arrivals[i%len(rt.arrivals)]; !a.at.After(made) {
+			s.lastTS, s.packets, s.found = a.ts, int64(i+1), true
+			break
+		}
+	}
+	return s
 }
 
 // received returns, per kind, the tracks of others with at least n packets.

@@ -48,22 +48,30 @@ func TestRTCPFeedback(t *testing.T) {
 		rt.mu.Lock()
 		srs := append([]srSample(nil), rt.srs...)
 		rt.mu.Unlock()
+		final := rt.packets.Load()
 		for i, s := range srs {
-			// The NTP time is the SFU's wall clock when it sent the report.
-			if d := s.at.Sub(ntpToTime(s.sr.NTPTime)); d < -time.Second || d > time.Second {
-				t.Errorf("%s report %d: NTP time %v off the receipt time by %v", id, i, ntpToTime(s.sr.NTPTime), d)
+			// The NTP time is the SFU's wall clock when it sent the report:
+			// before its receipt (same clock), and not long before.
+			made := ntpToTime(s.sr.NTPTime)
+			if d := s.at.Sub(made); d < -50*time.Millisecond || d > 3*time.Second {
+				t.Errorf("%s report %d: made at %v, received %v later", id, i, made, d)
 			}
-			// The RTP time is that of the packets being received then: the
-			// last one's, plus at most a little (it is advanced by the time
-			// since it was sent).
-			if d := int64(int32(s.sr.RTPTime - s.lastTS)); d < -clock/4 || d > clock/4 {
-				t.Errorf("%s report %d: RTP time %d is %d ticks from the last packet received (%d)", id, i, s.sr.RTPTime, d, s.lastTS)
+			if !s.found {
+				t.Errorf("%s report %d: no packet had arrived before it was made", id, i)
+				continue
 			}
-			// Counts: what was sent on the SSRC, which the subscriber got
-			// (all of it, on loopback, give or take the packets in flight
-			// and the one left out).
-			if n := int64(s.sr.PacketCount); n < 1 || n < s.packets-5 || n > s.packets+5 {
-				t.Errorf("%s report %d: packet count %d, subscriber had received %d", id, i, n, s.packets)
+			// The RTP time is that of the stream when the report was made:
+			// at or after the newest packet received by then (sent before
+			// it), ahead by no more than that packet's lag (a packet
+			// interval, or the test reader's delay on a loaded machine).
+			if d := int64(int32(s.sr.RTPTime - s.lastTS)); d < -clock/100 || d > clock {
+				t.Errorf("%s report %d: RTP time %d is %d ticks from the newest packet received before it (%d)", id, i, s.sr.RTPTime, d, s.lastTS)
+			}
+			// Counts: at least what had arrived when it was made, at most
+			// what arrived in the end (loopback loses nothing; the one
+			// sequence number left out was never sent).
+			if n := int64(s.sr.PacketCount); n < s.packets-2 || n > final+2 {
+				t.Errorf("%s report %d: packet count %d; %d packets had arrived when it was made, %d in the end", id, i, n, s.packets, final)
 			}
 			if s.sr.OctetCount <= s.sr.PacketCount {
 				t.Errorf("%s report %d: octet count %d for %d packets", id, i, s.sr.OctetCount, s.sr.PacketCount)
@@ -73,9 +81,10 @@ func TestRTCPFeedback(t *testing.T) {
 				if s.sr.PacketCount <= p.sr.PacketCount || int32(s.sr.RTPTime-p.sr.RTPTime) <= 0 || s.sr.NTPTime <= p.sr.NTPTime {
 					t.Errorf("%s reports %d and %d do not advance: %+v then %+v", id, i-1, i, p.sr, s.sr)
 				}
-				// About one a second.
-				if gap := s.at.Sub(p.at); gap < reportInterval/2 || gap > 3*reportInterval {
-					t.Errorf("%s reports %d and %d came %v apart", id, i-1, i, gap)
+				// About one a second (by the SFU's clock: ±10 %, later
+				// when the machine is loaded).
+				if gap := made.Sub(ntpToTime(p.sr.NTPTime)); gap < reportInterval/2 || gap > 5*reportInterval {
+					t.Errorf("%s reports %d and %d were made %v apart", id, i-1, i, gap)
 				}
 			}
 		}
