@@ -27,11 +27,9 @@ GEN_CPU=${BENCH_GEN_CPU:-1}
 PGSOCK=/var/run/postgresql
 PG=${BENCH_PG:-postgres://postgres@/postgres?host=$PGSOCK&sslmode=disable}
 
-# Refuse to run where packets could leave the machine: only lo may be up.
-if ip -o link show up | grep -v ': lo:' | grep -q .; then
-	echo "bench/cluster.sh: run me inside unshare -n (an interface other than lo is up)" >&2
-	exit 1
-fi
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+only_lo
 command -v redis-server >/dev/null || { echo "bench/cluster.sh: needs redis-server" >&2; exit 1; }
 command -v psql >/dev/null || { echo "bench/cluster.sh: needs psql" >&2; exit 1; }
 
@@ -128,16 +126,9 @@ start_nodes
 
 # One sign-in (TOTP enrolment) per account for the whole run: a token
 # lives 15 minutes and is valid on every node.
-TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL_A -insecure -username load -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret" -scenario token 2>"$DATA/enroll.txt")
-TOKEN2=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL_A -insecure -username load2 -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret2" -scenario token 2>>"$DATA/enroll.txt")
+TOKEN=$(mint_token $URL_A load "$DATA/totp-secret")
+TOKEN2=$(mint_token $URL_A load2 "$DATA/totp-secret2")
 export PARLEY_LOAD_TOKEN="$TOKEN"
-
-# wanted NAME: whether BENCH_ONLY lets scenario NAME run.
-wanted() {
-	# shellcheck disable=SC2254 # BENCH_ONLY is a pattern
-	case $1 in ${BENCH_ONLY:-*}) return 0 ;; esac
-	return 1
-}
 
 run() { # name, args...
 	name=$1
@@ -151,8 +142,7 @@ run() { # name, args...
 	stop_redis
 	start_nodes
 	sleep 2
-	taskset -c "$GEN_CPU" "$LOAD" -url $URL_A,$URL_B -insecure -server-pid "$PID_a,$PID_b" -json "$OUT/cluster-$name.json" "$@" ||
-		echo "!! cluster-$name failed (exit $?)"
+	generate "cluster-$name" $URL_A,$URL_B "$PID_a,$PID_b" "$@"
 }
 # run_one: the same with node a alone (still in multi-node mode, with
 # Redis): the baseline, on the same machine at the same time.
@@ -168,8 +158,7 @@ run_one() { # name, args...
 	start_node a $PORT_A $PLAIN
 	wait_ready $URL_A a
 	sleep 2
-	taskset -c "$GEN_CPU" "$LOAD" -url $URL_A -insecure -server-pid "$PID_a" -json "$OUT/cluster-$name.json" "$@" ||
-		echo "!! cluster-$name failed (exit $?)"
+	generate "cluster-$name" $URL_A "$PID_a" "$@"
 }
 PLAIN=
 run_plain() {

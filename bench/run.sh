@@ -20,11 +20,9 @@ mkdir -p "$OUT"
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 GEN_CPU=${BENCH_GEN_CPU:-1}
 
-# Refuse to run where packets could leave the machine: only lo may be up.
-if ip -o link show up | grep -v ': lo:' | grep -q .; then
-	echo "bench/run.sh: run me inside unshare -n (an interface other than lo is up)" >&2
-	exit 1
-fi
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+only_lo
 
 DATA=$(mktemp -d)
 PORT=18443
@@ -81,21 +79,14 @@ stop_server() {
 start_server
 
 # One sign-in (TOTP enrolment) for the whole run: a token lives 15 minutes.
-TOKEN=$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret" -scenario token 2>"$DATA/enroll.txt")
+TOKEN=$(mint_token $URL load "$DATA/totp-secret")
 export PARLEY_LOAD_TOKEN="$TOKEN"
 IDLE_TOKENS=$TOKEN
 i=2
 while [ $i -le $IDLE_ACCOUNTS ]; do
-	IDLE_TOKENS=$IDLE_TOKENS,$(taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -username load$i -password "$PASSWORD" -totp-secret-file "$DATA/totp-secret$i" -scenario token 2>>"$DATA/enroll.txt")
+	IDLE_TOKENS=$IDLE_TOKENS,$(mint_token $URL load$i "$DATA/totp-secret$i")
 	i=$((i + 1))
 done
-
-# wanted NAME: whether BENCH_ONLY lets scenario NAME run.
-wanted() {
-	# shellcheck disable=SC2254 # BENCH_ONLY is a pattern
-	case $1 in ${BENCH_ONLY:-*}) return 0 ;; esac
-	return 1
-}
 
 run() { # name, args...
 	name=$1
@@ -114,8 +105,7 @@ run() { # name, args...
 		(sleep 12 && exec perf record -q -e cpu-clock -g -p "$SPID" -o "$OUT/$name.perf.data" -- sleep 8) >/dev/null 2>&1 &
 		PERF=$!
 	fi
-	taskset -c "$GEN_CPU" "$LOAD" -url $URL -insecure -server-pid "$SPID" -json "$OUT/$name.json" "$@" ||
-		echo "!! $name failed (exit $?)"
+	generate "$name" $URL "$SPID" "$@"
 	if [ -n "$PERF" ]; then wait "$PERF" 2>/dev/null || true; fi
 }
 
