@@ -24,6 +24,7 @@ import (
 	"github.com/parley-meet/parley/auth"
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/internal/leakcheck"
+	"github.com/parley-meet/parley/internal/syncbuf"
 	"github.com/parley-meet/parley/rbac"
 	"github.com/parley-meet/parley/store"
 )
@@ -35,7 +36,7 @@ type testServer struct {
 	*Server
 	base   string
 	client *http.Client
-	logs   *lockedWriter
+	logs   *syncbuf.Buffer
 	store  *store.Store
 	keys   *auth.Keyring
 	authz  *rbac.Authorizer
@@ -80,7 +81,7 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedWriter{w: &bytes.Buffer{}}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var tlsCfg *tls.Config
 	pool := x509.NewCertPool()
@@ -150,24 +151,6 @@ func startServer(t *testing.T, extra func(s *Server), opts ...serverOpt) *testSe
 		st.Close()
 	})
 	return ts
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-// String is what was written so far.
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.(*bytes.Buffer).String()
 }
 
 func (ts *testServer) do(t *testing.T, method, path string, body io.Reader, hdr map[string]string) (*http.Response, []byte) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -13,36 +12,21 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/parley-meet/parley/config"
 	"github.com/parley-meet/parley/internal/leakcheck"
+	"github.com/parley-meet/parley/internal/syncbuf"
 	"github.com/parley-meet/parley/store"
 	"github.com/parley-meet/parley/store/storetest"
 )
 
 func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is what a command writes to while the test reads it.
+type syncBuffer = syncbuf.Buffer
 
 // runCmd runs a command in-process and returns its status and output.
 func runCmd(ctx context.Context, args []string, environ map[string]string) (int, string, string) {
