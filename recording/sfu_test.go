@@ -3,8 +3,6 @@ package recording_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -94,27 +92,13 @@ func newPublisher(t *testing.T, room *sfu.Room) *publisher {
 // readRTCP notes keyframe requests.
 func (c *publisher) readRTCP(s *webrtc.RTPSender) {
 	defer c.wg.Done()
-	for {
-		pkts, _, err := s.ReadRTCP()
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
-				return
-			}
-			select {
-			case <-c.stop:
-				return
-			default:
-				continue
-			}
+	rtctest.ReadRTCP(s.ReadRTCP, c.stop, func(p rtcp.Packet) {
+		switch p.(type) {
+		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+			c.plis.Add(1)
+			c.keyNow.Store(true)
 		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				c.plis.Add(1)
-				c.keyNow.Store(true)
-			}
-		}
-	}
+	})
 }
 
 // connect offers what the client publishes and applies the answer.

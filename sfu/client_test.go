@@ -307,7 +307,7 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
-		c.readRTCP(receiver.ReadRTCP, func(p rtcp.Packet) {
+		rtctest.ReadRTCP(receiver.ReadRTCP, c.stop, func(p rtcp.Packet) {
 			if sr, ok := p.(*rtcp.SenderReport); ok && webrtc.SSRC(sr.SSRC) == remote.SSRC() {
 				rt.mu.Lock()
 				rt.srs = append(rt.srs, rt.sample(time.Now(), sr))
@@ -471,7 +471,7 @@ func (c *client) start(pub *publisher) {
 		if pub.rid != "" {
 			read = func() ([]rtcp.Packet, interceptor.Attributes, error) { return pub.sender.ReadSimulcastRTCP(pub.rid) }
 		}
-		c.readRTCP(read, func(p rtcp.Packet) {
+		rtctest.ReadRTCP(read, c.stop, func(p rtcp.Packet) {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				pub.plis.Add(1)
@@ -547,28 +547,6 @@ func (c *client) start(pub *publisher) {
 			}
 		}
 	}()
-}
-
-// readRTCP hands every RTCP packet read to handle until the connection
-// closes.
-func (c *client) readRTCP(read func() ([]rtcp.Packet, interceptor.Attributes, error), handle func(rtcp.Packet)) {
-	for {
-		pkts, _, err := read()
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
-				return
-			}
-			select {
-			case <-c.stop:
-				return
-			default:
-				continue
-			}
-		}
-		for _, p := range pkts {
-			handle(p)
-		}
-	}
 }
 
 // vp8TestPayload is a one-packet VP8 frame: descriptor with a 15-bit

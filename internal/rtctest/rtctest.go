@@ -4,12 +4,16 @@
 package rtctest
 
 import (
+	"errors"
+	"io"
 	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -96,4 +100,27 @@ func Answer(pc *webrtc.PeerConnection, offer string) (answer string, ignored boo
 		return "", false, err
 	}
 	return pc.LocalDescription().SDP, false, nil
+}
+
+// ReadRTCP hands every RTCP packet that read returns (an RTPSender's or
+// RTPReceiver's ReadRTCP) to handle, until the stream is closed or, after
+// a read error, stop is closed.
+func ReadRTCP(read func() ([]rtcp.Packet, interceptor.Attributes, error), stop <-chan struct{}, handle func(rtcp.Packet)) {
+	for {
+		pkts, _, err := read()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			default:
+				continue
+			}
+		}
+		for _, p := range pkts {
+			handle(p)
+		}
+	}
 }
