@@ -267,7 +267,9 @@ func (s *Server) onMeeting(ctx context.Context, op roomOp) (bool, error) {
 		return false, fmt.Errorf("%w: node %s: %v", cluster.ErrUnavailable, owner, err)
 	}
 	var v bool
-	json.Unmarshal(out, &v)
+	if err := json.Unmarshal(out, &v); err != nil {
+		return false, fmt.Errorf("node %s: a room operation's reply: %w", owner, err)
+	}
 	return v, nil
 }
 
