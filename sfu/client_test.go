@@ -3,10 +3,12 @@ package sfu
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -396,6 +398,31 @@ func (c *client) track(id string) *recvTrack {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.recv[id]
+}
+
+// diagnose describes, for a failure message, what the client received of
+// track id and what the SFU sent it: the tracks the client counts packets
+// for, and the SFU's subscription to id (packets written, held or not).
+func (c *client) diagnose(id string) string {
+	c.mu.Lock()
+	var got []string
+	for k, rt := range c.recv {
+		got = append(got, fmt.Sprintf("%s:%d", k, rt.packets.Load()))
+	}
+	c.mu.Unlock()
+	sort.Strings(got)
+	sub := "no subscription"
+	c.p.mu.Lock()
+	for t, d := range c.p.down {
+		if t.info.ID == id {
+			d.mu.Lock()
+			sub = fmt.Sprintf("subscription: %d packets written, held %v, bound %v, ssrc %d", d.packets.Load(), d.held, d.writer != nil, d.ssrc)
+			d.mu.Unlock()
+		}
+	}
+	slots := len(c.p.slots)
+	c.p.mu.Unlock()
+	return fmt.Sprintf("client counts %v; SFU %s; %d transceivers", got, sub, slots)
 }
 
 func (c *client) packetsOf(id string) int64 {

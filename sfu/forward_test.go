@@ -169,7 +169,7 @@ func TestJoinLeaveChurn(t *testing.T) {
 					t.Errorf("%s: %v", c.name, err)
 				}
 				if !within(10*time.Second, func() bool { return c.packetsOf("stay-mic") >= 3 && stay.packetsOf(mic) >= 3 }) {
-					t.Errorf("%s received %d packets of stay-mic, stay %d of %s", c.name, c.packetsOf("stay-mic"), stay.packetsOf(mic), mic)
+					t.Errorf("%s received %d packets of stay-mic, stay %d of %s (stay: %s)", c.name, c.packetsOf("stay-mic"), stay.packetsOf(mic), mic, stay.diagnose(mic))
 				}
 				c.close()
 			}
